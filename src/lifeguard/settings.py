@@ -1,0 +1,69 @@
+"""One typed settings object, read from the environment (``LIFEGUARD_*``) or a ``.env`` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob lifeguard has. Environment variables are ``LIFEGUARD_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="LIFEGUARD_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path(".lifeguard"), description="Where the SQLite store and index snapshots live."
+    )
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL. Empty means embedded SQLite at <data_dir>/lifeguard.db.",
+    )
+    # Media limits (decompression bombs, oversize files).
+    max_image_pixels: int = Field(
+        default=50_000_000, ge=1, description="Largest image (width*height) decoded."
+    )
+    max_image_side: int = Field(
+        default=65_535, ge=1, description="Largest width or height accepted."
+    )
+    max_file_bytes: int = Field(
+        default=200 * 1024 * 1024, ge=1, description="Largest media file read."
+    )
+    fast_decode: bool = Field(
+        default=True, description="Decode big JPEGs at reduced scale (PDQ needs 64x64)."
+    )
+    fast_decode_min_side: int = Field(
+        default=512,
+        ge=64,
+        description="Reduced-scale decode keeps this many pixels on the short side.",
+    )
+    # PDQ decisions.
+    pdq_threshold: int = Field(default=31, ge=0, le=31, description="Default PDQ match distance.")
+    pdq_quality_threshold: int = Field(
+        default=50, ge=0, le=100, description="PDQ hashes below this are low quality."
+    )
+    # Video.
+    vpdq_seconds_per_hash: float = Field(default=1.0, ge=0)
+    vpdq_query_match_pct: float = Field(default=80.0, ge=0, le=100)
+    vpdq_index_match_pct: float = Field(default=0.0, ge=0, le=100)
+    # Index.
+    index_sync_interval_s: float = Field(
+        default=0.25, gt=0, description="How often a matcher polls for bank changes."
+    )
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'lifeguard.db').resolve()}"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

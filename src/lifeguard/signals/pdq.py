@@ -1,0 +1,66 @@
+"""PDQ hashing with Meta's reference C++ code (the ``pdqhash`` bindings), and hash conversions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pdqhash
+
+#: Names of the 8 dihedral variants, in the order ``pdqhash.compute_dihedral`` returns them.
+DIHEDRAL_NAMES: tuple[str, ...] = (
+    "original",
+    "rotate90",
+    "rotate180",
+    "rotate270",
+    "flip_horizontal",
+    "flip_vertical",
+    "flip_diagonal",
+    "flip_antidiagonal",
+)
+
+PDQ_BITS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class PdqHash:
+    hex: str
+    quality: int
+
+
+def bits_to_hex(bits: npt.NDArray[np.integer]) -> str:
+    """256 bits (most significant first, as ``pdqhash`` returns them) -> 64 hex digits."""
+    return np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes().hex()
+
+
+def hex_to_bytes(hex_str: str) -> bytes:
+    return bytes.fromhex(hex_str)
+
+
+def hexes_to_array(hexes: list[str]) -> npt.NDArray[np.uint8]:
+    """Many PDQ hex strings -> (N, 32) uint8 array."""
+    if not hexes:
+        return np.zeros((0, 32), dtype=np.uint8)
+    return np.frombuffer(bytes.fromhex("".join(hexes)), dtype=np.uint8).reshape(-1, 32).copy()
+
+
+def array_to_hexes(arr: npt.NDArray[np.uint8]) -> list[str]:
+    raw = np.ascontiguousarray(arr, dtype=np.uint8).tobytes()
+    return [raw[i : i + 32].hex() for i in range(0, len(raw), 32)]
+
+
+def hamming(a: str, b: str) -> int:
+    return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+def pdq_from_pixels(pixels: npt.NDArray[np.uint8]) -> PdqHash:
+    """PDQ of RGB (H, W, 3) uint8 pixels — bit-identical to the C++ reference on the same pixels."""
+    bits, quality = pdqhash.compute(np.ascontiguousarray(pixels))
+    return PdqHash(bits_to_hex(bits), int(quality))
+
+
+def pdq_dihedral_from_pixels(pixels: npt.NDArray[np.uint8]) -> list[PdqHash]:
+    """The 8 dihedral PDQ hashes from one DCT (order: :data:`DIHEDRAL_NAMES`)."""
+    hashes, quality = pdqhash.compute_dihedral(np.ascontiguousarray(pixels))
+    return [PdqHash(bits_to_hex(h), int(quality)) for h in hashes]

@@ -1,0 +1,112 @@
+"""Engine and session handling. SQLite (embedded, default) or PostgreSQL by URL; schema via Alembic."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from lifeguard.settings import Settings, get_settings
+from lifeguard.store.models import Revision
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def make_engine(url: str) -> Engine:
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+    else:
+        kwargs["pool_pre_ping"] = True
+    engine = create_engine(url, **kwargs)
+    if url.startswith("sqlite"):
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy own transactions (BEGIN is emitted below), WAL for concurrent readers.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            # IMMEDIATE takes the write lock up front: no deadlock between two upgrading readers.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+class Database:
+    """An engine plus a session factory. ``Database.open(settings)`` migrates on first use."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sessionmaker = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(
+        cls,
+        settings: Settings | None = None,
+        *,
+        url: str | None = None,
+        run_migrations: bool = True,
+    ) -> Database:
+        settings = settings or get_settings()
+        engine = make_engine(url or settings.resolved_database_url)
+        if run_migrations:
+            migrate(engine)
+        return cls(engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on any error."""
+        with self.sessionmaker() as s, s.begin():
+            yield s
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def bump_revision(session: Session) -> int:
+    """Lock the revision row and return the next revision (ordered by commit)."""
+    row = session.execute(
+        select(Revision).where(Revision.id == 1).with_for_update()
+    ).scalar_one_or_none()
+    if row is None:
+        session.add(Revision(id=1, value=1))
+        session.flush()
+        return 1
+    session.execute(update(Revision).where(Revision.id == 1).values(value=Revision.value + 1))
+    session.flush()
+    return int(session.execute(select(Revision.value).where(Revision.id == 1)).scalar_one())
+
+
+def current_revision(session: Session) -> int:
+    v = session.execute(select(Revision.value).where(Revision.id == 1)).scalar_one_or_none()
+    return int(v or 0)
