@@ -25,7 +25,7 @@ def utcnow() -> dt.datetime:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dt.datetime: DateTime(timezone=True)}
+    type_annotation_map = {dt.datetime: DateTime(timezone=True)}  # noqa: RUF012
 
 
 class Revision(Base):
