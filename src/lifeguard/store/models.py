@@ -44,6 +44,8 @@ class Bank(Base):
     kind: Mapped[str] = mapped_column(String(16), default="block")  # "block" | "allow"
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     match_threshold: Mapped[int] = mapped_column(Integer, default=31)
+    #: Whether matches through query/listing variants (dihedral, trimmed, region) count for this bank.
+    match_variants: Mapped[bool] = mapped_column(Boolean, default=True)
     categories: Mapped[list[str]] = mapped_column(JSON, default=list)
     supplier: Mapped[str] = mapped_column(String(256), default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
