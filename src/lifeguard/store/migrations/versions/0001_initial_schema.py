@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("match_threshold", sa.Integer(), nullable=False),
+        sa.Column("match_variants", sa.Boolean(), nullable=False, server_default=sa.true()),
         sa.Column("categories", sa.JSON(), nullable=False),
         sa.Column("supplier", sa.String(length=256), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
