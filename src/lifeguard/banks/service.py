@@ -70,6 +70,8 @@ class BankInfo:
     rev: int
     #: Entries by status (``active``/``disabled``/``removed``); empty when not asked for.
     entry_counts: Mapping[str, int] = field(default_factory=dict)
+    #: Whether matches through dihedral/trimmed/region variants count for this bank.
+    match_variants: bool = True
 
 
 @dataclass(frozen=True)
@@ -304,6 +306,7 @@ def _bank_info(b: Bank, counts: Mapping[str, int] | None = None) -> BankInfo:
         deleted=b.deleted,
         rev=b.rev,
         entry_counts=dict(counts or {}),
+        match_variants=b.match_variants,
     )
 
 
@@ -450,6 +453,7 @@ class Banks:
         match_threshold: int = 31,
         categories: Iterable[str] = (),
         supplier: str = "",
+        match_variants: bool = True,
     ) -> BankInfo:
         n = validate_bank_name(name)
         row = Bank(
@@ -460,6 +464,7 @@ class Banks:
             match_threshold=validate_threshold(match_threshold),
             categories=validate_labels(categories),
             supplier=validate_text(supplier, "supplier"),
+            match_variants=bool(match_variants),
         )
         with self.db.session() as s:
             if s.execute(select(Bank.id).where(Bank.name == n)).first() is not None:
@@ -480,6 +485,7 @@ class Banks:
         match_threshold: int | None = None,
         categories: Iterable[str] | None = None,
         supplier: str | None = None,
+        match_variants: bool | None = None,
     ) -> BankInfo:
         """Change the given fields. Enabling/disabling also re-stamps the bank's entries, so a
         matcher polling :meth:`changes_since` sees their effective status change."""
@@ -498,6 +504,8 @@ class Banks:
             changes["categories"] = validate_labels(categories)
         if supplier is not None:
             changes["supplier"] = validate_text(supplier, "supplier")
+        if match_variants is not None:
+            changes["match_variants"] = bool(match_variants)
         with self.db.session() as s:
             row = self._bank_row(s, bank)
             changed = {k: v for k, v in changes.items() if getattr(row, k) != v}
