@@ -1,0 +1,3 @@
+from lifeguard.cli import app
+
+app()
