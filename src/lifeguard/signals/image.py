@@ -4,6 +4,9 @@ memory, and a fast path that decodes big JPEGs at reduced scale (PDQ only needs 
 from __future__ import annotations
 
 import io
+import re
+import stat
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,29 +44,95 @@ class DecodedImage:
     reduced: bool  # decoded at reduced scale (fast path)
 
 
-def _open(source: Path | bytes) -> Image.Image:
+#: Leading bytes of formats we can name when Pillow cannot parse a file (for precise errors).
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+    (b"%PDF", "PDF document"),
+    (b"PK\x03\x04", "ZIP archive"),
+)
+_PNG_MIN = 8 + 25  # signature + IHDR chunk
+
+
+def _sniff(head: bytes) -> str | None:
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    if head[4:8] == b"ftyp":
+        return "HEIF/AVIF" if head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"avif") else "MP4"
+    return next((name for sig, name in _SIGNATURES if head.startswith(sig)), None)
+
+
+def _looks_truncated(head: bytes, size: int, fmt: str | None) -> bool:
+    if fmt == "WebP":  # RIFF declares the file size
+        return len(head) >= 8 and int.from_bytes(head[4:8], "little") + 8 > size
+    if fmt == "PNG":
+        return size < _PNG_MIN
+    return fmt == "JPEG" and size < 4
+
+
+def _open_failed(head: bytes, size: int, detail: str) -> MediaError:
+    """Say as precisely as we can why Pillow could not open the file."""
+    fmt = _sniff(head)
+    if "truncat" in detail.lower() or _looks_truncated(head, size, fmt):
+        what = f"{fmt} file" if fmt else "file"
+        return MediaError(f"{what} is truncated ({size:,} bytes): {detail}", code="truncated")
+    if fmt in ("PDF document", "ZIP archive", "MP4"):
+        return MediaError(f"not a supported image format: the file is a {fmt}", code="unsupported")
+    if fmt:
+        return MediaError(f"{fmt} file is corrupt: {detail}", code="corrupt")
+    return MediaError("not a supported image format", code="unsupported")
+
+
+def _open(source: Path | bytes, settings: Settings) -> Image.Image:
     if isinstance(source, bytes):
-        if not source:
-            raise MediaError("empty file (0 bytes)", code="empty")
+        size = len(source)
+        head = source[:64]
         fp: io.BytesIO | Path = io.BytesIO(source)
     else:
         try:
-            size = source.stat().st_size
+            st = source.stat()
+            if not stat.S_ISREG(st.st_mode):
+                raise MediaError(f"not a regular file: {source}", code="not_a_file")
+            size = st.st_size
+            with open(source, "rb") as f:
+                head = f.read(64)
+        except FileNotFoundError:
+            raise MediaError(f"no such file: {source}", code="not_found") from None
         except OSError as e:
             raise MediaError(f"cannot read file: {e.strerror or e}", code="unreadable") from None
-        if size == 0:
-            raise MediaError("empty file (0 bytes)", code="empty")
         fp = source
+    if size == 0:
+        raise MediaError("empty file (0 bytes)", code="empty")
+    if size > settings.max_file_bytes:
+        raise MediaError(
+            f"file is {size:,} bytes, over the limit of {settings.max_file_bytes:,} "
+            "(LIFEGUARD_MAX_FILE_BYTES)",
+            code="too_large",
+        )
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Our own limit (check_dimensions, right after open) decides; Pillow's warning level
+            # (~89 MP) must not refuse what settings.max_image_pixels allows. Pillow's hard error
+            # (twice that) stays as a backstop.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return Image.open(fp)
-    except UnidentifiedImageError:
-        raise MediaError("not a supported image format", code="unsupported") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise MediaError(f"image too large: {e}", code="too_large") from None
-    except OSError as e:
-        raise MediaError(f"cannot open image: {e}", code="corrupt") from None
+    except UnidentifiedImageError as e:
+        raise _open_failed(head, size, str(e)) from None
+    except Image.DecompressionBombError as e:
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        declared = f"{int(m.group(1)):,} pixels" if m else "too many pixels"
+        raise MediaError(
+            f"image declares {declared}, over the limit of {settings.max_image_pixels:,} "
+            "(decompression-bomb guard; set LIFEGUARD_MAX_IMAGE_PIXELS)",
+            code="too_large",
+        ) from None
+    except (OSError, SyntaxError, ValueError, struct.error) as e:
+        raise _open_failed(head, size, str(e) or type(e).__name__) from None
 
 
 def check_dimensions(width: int, height: int, settings: Settings) -> None:
@@ -105,7 +174,7 @@ def decode_image(
     """
     settings = settings or get_settings()
     fast = settings.fast_decode if fast is None else fast
-    im = _open(source)
+    im = _open(source, settings)
     try:
         fmt = im.format or "unknown"
         mode = im.mode
