@@ -125,9 +125,14 @@ def _open(source: Path | bytes, settings: Settings) -> Image.Image:
         raise _open_failed(head, size, str(e)) from None
     except Image.DecompressionBombError as e:
         m = re.search(r"\((\d+) pixels\)", str(e))
-        declared = f"{int(m.group(1)):,} pixels" if m else "too many pixels"
+        n = int(m.group(1)) if m else 0
+        limit = settings.max_image_pixels
+        if (
+            n and n <= limit
+        ):  # only Pillow's own hard ceiling (2 x Image.MAX_IMAGE_PIXELS) refused it
+            limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
         raise MediaError(
-            f"image declares {declared}, over the limit of {settings.max_image_pixels:,} "
+            f"image declares {n:,} pixels, over the limit of {limit:,} "
             "(decompression-bomb guard; set LIFEGUARD_MAX_IMAGE_PIXELS)",
             code="too_large",
         ) from None
