@@ -1,0 +1,278 @@
+"""Robust PDQ matching beyond the plain hash: dihedral, border/bar trimming and region variants.
+
+Plain PDQ survives photometric edits (JPEG, resize, blur, brightness, greyscale) but not geometric ones.
+This module adds a small number of extra hashes on each side of a match:
+
+* **Query side** (:func:`query_variants`): the 8 dihedral hashes of the image (one DCT, so flips and
+  90-degree rotations cost almost nothing), plus the hash of the image with flat borders, frames and
+  caption/status/navigation bars trimmed away (``trimmed``).
+* **Listing side** (:func:`listing_variants`): besides the plain hash, the ``trimmed`` hash (so an
+  original with a flat background trims to the same place as a padded or captioned copy) and a hash of
+  the centre of the main photo region (``region90``) so that a cropped copy matches by its plain hash.
+
+A match is any query variant within the PDQ threshold of any listed hash (plain or listing variant);
+hashes with quality below the caller's minimum are skipped by the caller.
+
+Trimming (:func:`trim_box`) works on a downscaled copy (at most :data:`TRIM_WORK_SIDE` pixels per side):
+lines (rows/columns) are stripped from each edge inward, first while they are *entirely* flat (pad,
+letterbox; ``>= 97%`` of pixels within :data:`TRIM_TOLERANCE` of the line's median colour), then while
+they are *flat-dominant* (``>= 60%``: a bar with text or icons on it). Each line is compared with its own
+median colour, so the colour may change from one bar to the next (status bar, app bar, letterbox, nav
+bar). If less than :data:`TRIM_MIN_KEEP` of either dimension would remain, there is no trimmed variant.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from lifeguard.errors import MediaError
+from lifeguard.signals.pdq import DIHEDRAL_NAMES, hamming, pdq_dihedral_from_pixels, pdq_from_pixels
+
+RGBArray = npt.NDArray[np.uint8]
+
+#: Trimming analyses a copy subsampled to at most this many pixels on its long side.
+TRIM_WORK_SIDE = 256
+#: A pixel is "flat" when every channel is within this many levels of the line's median colour.
+TRIM_TOLERANCE = 4
+#: Phase 1 strips lines with at least this fraction of flat pixels (uniform borders, letterbox).
+TRIM_BORDER_FRACTION = 0.97
+#: Phase 2 strips lines with at least this fraction of flat pixels (bars carrying text or icons).
+TRIM_BAR_FRACTION = 0.60
+#: Phase 2 smooths line flatness with a running median over this fraction of the long side (each way).
+TRIM_SMOOTH = 0.008
+#: Never keep less than this fraction of the width or of the height (no trimmed variant then).
+TRIM_MIN_KEEP = 0.25
+#: A trimmed box must remove at least this fraction of the width or height to be worth a variant.
+TRIM_MIN_REMOVED = 0.02
+#: Images smaller than this (either side) are hashed plainly: no trimming, no regions.
+MIN_SIDE = 32
+#: Listing-side region variants: name -> fraction of the (trimmed) image kept, centred.
+REGIONS: tuple[tuple[str, float], ...] = (("region90", 0.90),)
+#: A listing variant closer than this to an already-kept hash adds nothing and is dropped.
+REDUNDANT_DISTANCE = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One extra (or plain) PDQ hash of an image, named after the transformation that produced it."""
+
+    name: str
+    pdq: str
+    quality: int
+
+
+def _check_pixels(pixels: RGBArray) -> RGBArray:
+    if not isinstance(pixels, np.ndarray):
+        raise MediaError(
+            f"pixels must be a numpy array, got {type(pixels).__name__}", code="bad_pixels"
+        )
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise MediaError(
+            f"pixels must be an (H, W, 3) RGB array, got shape {pixels.shape}", code="bad_pixels"
+        )
+    if pixels.dtype != np.uint8:
+        raise MediaError(f"pixels must be uint8, got {pixels.dtype}", code="bad_pixels")
+    if pixels.shape[0] == 0 or pixels.shape[1] == 0:
+        raise MediaError(f"pixels have an empty dimension: {pixels.shape}", code="bad_pixels")
+    return pixels
+
+
+def _flat_fractions(lines: npt.NDArray[np.int16]) -> npt.NDArray[np.float64]:
+    """(k, n, 3) lines -> (k,) fraction of each line's pixels within tolerance of its dominant colour.
+
+    The dominant colour is the mean of the pixels in the line's most common 32-level colour bin (a mode,
+    not a median: a line through dark text on a light bar is still dominated by the bar colour).
+    """
+    k = lines.shape[0]
+    if k == 0:
+        return np.zeros(0, dtype=np.float64)
+    q = (lines >> 5).astype(np.int32)
+    codes = (q[..., 0] << 6) | (q[..., 1] << 3) | q[..., 2]  # (k, n) in [0, 512)
+    flat_codes = (codes + (np.arange(k, dtype=np.int32) << 9)[:, None]).ravel()
+    counts = np.bincount(flat_codes, minlength=k * 512).reshape(k, 512)
+    mode = counts.argmax(axis=1)
+    in_mode = codes == mode[:, None]
+    n_mode = in_mode.sum(axis=1, keepdims=True)
+    ref = (lines * in_mode[..., None]).sum(axis=1) / n_mode  # (k, 3) mean colour of the mode bin
+    within = np.abs(lines - ref[:, None, :]).max(axis=2) <= TRIM_TOLERANCE
+    return within.mean(axis=1)  # type: ignore[no-any-return]
+
+
+def _median_smooth(values: npt.NDArray[np.float64], radius: int) -> npt.NDArray[np.float64]:
+    """Running median over 2*radius+1 lines: removes dips of <= radius lines (a horizontal text stroke
+    across a bar) but keeps a step (the edge between a bar and the photo). ``values[0]`` is the line at
+    the edge: beyond it lie lines already stripped (or nothing), which count as flat."""
+    if radius <= 0 or values.size == 0:
+        return values
+    padded = np.concatenate([np.ones(radius), values, np.full(radius, values[-1])])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * radius + 1)
+    return np.median(windows, axis=1)  # type: ignore[no-any-return]
+
+
+def _flat_run(
+    fractions: npt.NDArray[np.float64], fraction: float, smooth: int, valid: int, final: bool
+) -> int | None:
+    """Length of the leading run of flat lines among the first ``valid`` (None: all flat so far and
+    more lines are needed to know)."""
+    flat = _median_smooth(fractions, smooth)[:valid] >= fraction
+    if not flat.all():
+        return int(np.argmin(flat))
+    return valid if final else None
+
+
+def _count_both_ends(
+    lines: npt.NDArray[np.int16], fraction: float, room: int, smooth: int
+) -> tuple[int, int]:
+    """How many leading and trailing lines (axis 0) are flat at ``fraction`` (after median smoothing
+    over ``2*smooth+1`` lines); together at most ``room``. Both ends are measured in one pass over a
+    growing prefix, so the cost follows what is stripped."""
+    total = lines.shape[0]
+    lead: int | None = None
+    trail: int | None = None
+    prefix = 8
+    while lead is None or trail is None:
+        end = min(total, prefix + smooth)
+        valid = total if end >= total else prefix
+        final = end >= total or valid >= room
+        parts = []
+        if lead is None:
+            parts.append(lines[:end])
+        if trail is None:
+            parts.append(lines[::-1][:end])
+        fr = _flat_fractions(np.concatenate(parts) if len(parts) > 1 else parts[0])
+        if lead is None:
+            lead = _flat_run(fr[:end], fraction, smooth, valid, final)
+            fr = fr[end:]
+        if trail is None:
+            trail = _flat_run(fr, fraction, smooth, valid, final)
+        prefix *= 2
+    lead = min(lead, room)
+    return lead, min(trail, room - lead)
+
+
+def _trim_small(
+    small: npt.NDArray[np.int16], min_h: int, min_w: int
+) -> list[tuple[int, int, int, int]]:
+    """Trim boxes (top, bottom, left, right) in ``small``'s coordinates after phase 1 (borders) and
+    after phase 2 (bars); the scan stops at ``min_h`` x ``min_w``."""
+    h, w = small.shape[:2]
+    t, b, lo, hi = 0, h, 0, w
+    boxes: list[tuple[int, int, int, int]] = []
+    smooth_bar = max(1, round(TRIM_SMOOTH * max(h, w)))
+    for fraction, smooth in ((TRIM_BORDER_FRACTION, 0), (TRIM_BAR_FRACTION, smooth_bar)):
+        for _ in range(16):  # alternate rows and columns until stable
+            before = (t, b, lo, hi)
+            dt, db = _count_both_ends(small[t:b, lo:hi], fraction, max(0, (b - t) - min_h), smooth)
+            t, b = t + dt, b - db
+            cols = small[t:b, lo:hi].transpose(1, 0, 2)
+            dl, dr = _count_both_ends(cols, fraction, max(0, (hi - lo) - min_w), smooth)
+            lo, hi = lo + dl, hi - dr
+            if (t, b, lo, hi) == before:
+                break
+        boxes.append((t, b, lo, hi))
+    return boxes
+
+
+def trim_box(pixels: RGBArray) -> tuple[int, int, int, int] | None:
+    """The main photo region after stripping flat borders/bars: (left, top, right, bottom), exclusive.
+
+    None when nothing (or almost nothing, < :data:`TRIM_MIN_REMOVED`) would be trimmed, when the image is
+    smaller than :data:`MIN_SIDE`, or when trimming would keep less than :data:`TRIM_MIN_KEEP` of the
+    width or height (a mostly flat image: no trustworthy region). If only the bar phase would keep
+    too little, the box of the border phase alone is returned.
+    """
+    pixels = _check_pixels(pixels)
+    height, width = pixels.shape[:2]
+    if height < MIN_SIDE or width < MIN_SIDE:
+        return None
+    step = max(1, math.ceil(max(height, width) / TRIM_WORK_SIDE))
+    small = pixels[::step, ::step].astype(np.int16)
+    sh, sw = small.shape[:2]
+    min_h = max(1, math.ceil(sh * TRIM_MIN_KEEP))
+    min_w = max(1, math.ceil(sw * TRIM_MIN_KEEP))
+    # Let the scan run one line past the minimum so that "would remove too much" is detectable; if
+    # the bar phase removes too much, fall back to the border phase alone.
+    ok = [
+        box
+        for box in _trim_small(small, min_h - 1, min_w - 1)
+        if box[1] - box[0] >= min_h and box[3] - box[2] >= min_w
+    ]
+    if not ok:
+        return None
+    t, b, lo, hi = ok[-1]
+    left, top = lo * step, t * step
+    right = width if hi == sw else min(width, hi * step)
+    bottom = height if b == sh else min(height, b * step)
+    removed = max(1.0 - (right - left) / width, 1.0 - (bottom - top) / height)
+    if removed < TRIM_MIN_REMOVED:
+        return None
+    return left, top, right, bottom
+
+
+def _crop(pixels: RGBArray, box: tuple[int, int, int, int]) -> RGBArray:
+    left, top, right, bottom = box
+    return np.ascontiguousarray(pixels[top:bottom, left:right])
+
+
+def _centre(box: tuple[int, int, int, int], keep: float) -> tuple[int, int, int, int]:
+    left, top, right, bottom = box
+    w, h = right - left, bottom - top
+    dx = round(w * (1.0 - keep) / 2.0)
+    dy = round(h * (1.0 - keep) / 2.0)
+    return left + dx, top + dy, right - dx, bottom - dy
+
+
+def query_variants(pixels: RGBArray) -> list[Variant]:
+    """Hashes a query looks up: the 8 dihedral hashes (``original`` is the plain PDQ hash) and
+    ``trimmed`` (flat borders/bars removed), without duplicate hashes.
+
+    Raises :class:`MediaError` if ``pixels`` is not an (H, W, 3) uint8 array.
+    """
+    pixels = _check_pixels(pixels)
+    out: list[Variant] = []
+    seen: set[str] = set()
+    for name, h in zip(DIHEDRAL_NAMES, pdq_dihedral_from_pixels(pixels), strict=True):
+        if h.hex not in seen:
+            seen.add(h.hex)
+            out.append(Variant(name, h.hex, h.quality))
+    box = trim_box(pixels)
+    if box is not None:
+        h = pdq_from_pixels(_crop(pixels, box))
+        if h.hex not in seen:
+            seen.add(h.hex)
+            out.append(Variant("trimmed", h.hex, h.quality))
+    return out
+
+
+def listing_variants(pixels: RGBArray, plain: str | None = None) -> list[Variant]:
+    """Extra hashes stored for a listed image besides its plain hash: ``trimmed`` (if trimming applies)
+    and the centred regions in :data:`REGIONS` of the trimmed (else whole) image. Variants within
+    :data:`REDUNDANT_DISTANCE` of the plain hash or of an earlier variant are dropped.
+
+    ``plain`` is the image's plain PDQ hex if the caller already has it (saves one hash computation).
+    Raises :class:`MediaError` if ``pixels`` is not an (H, W, 3) uint8 array.
+    """
+    pixels = _check_pixels(pixels)
+    height, width = pixels.shape[:2]
+    if height < MIN_SIDE or width < MIN_SIDE:
+        return []
+    kept: list[str] = [plain if plain is not None else pdq_from_pixels(pixels).hex]
+    out: list[Variant] = []
+
+    def add(name: str, box: tuple[int, int, int, int]) -> None:
+        h = pdq_from_pixels(_crop(pixels, box))
+        if all(hamming(h.hex, k) > REDUNDANT_DISTANCE for k in kept):
+            kept.append(h.hex)
+            out.append(Variant(name, h.hex, h.quality))
+
+    trimmed = trim_box(pixels)
+    if trimmed is not None:
+        add("trimmed", trimmed)
+    base = trimmed if trimmed is not None else (0, 0, width, height)
+    for name, keep in REGIONS:
+        add(name, _centre(base, keep))
+    return out
