@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
 
 from lifeguard.errors import MediaError
 from lifeguard.signals.pdq import DIHEDRAL_NAMES, hamming, pdq_dihedral_from_pixels, pdq_from_pixels
@@ -50,6 +51,8 @@ TRIM_MIN_KEEP = 0.25
 TRIM_MIN_REMOVED = 0.02
 #: Images smaller than this (either side) are hashed plainly: no trimming, no regions.
 MIN_SIDE = 32
+#: Deskew: corner/background colour tolerance (content = pixels further than this from it).
+DESKEW_TOLERANCE = 24
 #: Listing-side region variants: name -> fraction of the (trimmed) image kept, centred.
 REGIONS: tuple[tuple[str, float], ...] = (("region90", 0.90),)
 #: A listing variant closer than this to an already-kept hash adds nothing and is dropped.
@@ -177,6 +180,36 @@ def _trim_small(
     return boxes
 
 
+def _refine(
+    pixels: RGBArray, box: tuple[int, int, int, int], step: int
+) -> tuple[int, int, int, int]:
+    """Full-resolution precision for each trimmed edge: of the ``step - 1`` unsampled lines between
+    the last stripped sample line and the box, those from the stripped side inward that are
+    flat-dominant stay stripped; the rest are given back to the box."""
+    left, top, right, bottom = box
+    height, width = pixels.shape[:2]
+
+    def flat_run(lines: npt.NDArray[np.uint8]) -> int:
+        if lines.shape[0] == 0:
+            return 0
+        flat = _flat_fractions(lines.astype(np.int16)) >= TRIM_BAR_FRACTION
+        return lines.shape[0] if flat.all() else int(np.argmin(flat))
+
+    if top > 0:
+        start = max(0, top - step + 1)
+        top = start + flat_run(pixels[start:top, left:right])
+    if bottom < height:
+        end = min(height, bottom + step - 1)
+        bottom = end - flat_run(pixels[bottom:end, left:right][::-1])
+    if left > 0:
+        start = max(0, left - step + 1)
+        left = start + flat_run(pixels[top:bottom, start:left].transpose(1, 0, 2))
+    if right < width:
+        end = min(width, right + step - 1)
+        right = end - flat_run(pixels[top:bottom, right:end].transpose(1, 0, 2)[::-1])
+    return left, top, right, bottom
+
+
 def trim_box(pixels: RGBArray) -> tuple[int, int, int, int] | None:
     """The main photo region after stripping flat borders/bars: (left, top, right, bottom), exclusive.
 
@@ -207,6 +240,8 @@ def trim_box(pixels: RGBArray) -> tuple[int, int, int, int] | None:
     left, top = lo * step, t * step
     right = width if hi == sw else min(width, hi * step)
     bottom = height if b == sh else min(height, b * step)
+    if step > 1:
+        left, top, right, bottom = _refine(pixels, (left, top, right, bottom), step)
     removed = max(1.0 - (right - left) / width, 1.0 - (bottom - top) / height)
     if removed < TRIM_MIN_REMOVED:
         return None
@@ -224,6 +259,94 @@ def _centre(box: tuple[int, int, int, int], keep: float) -> tuple[int, int, int,
     dx = round(w * (1.0 - keep) / 2.0)
     dy = round(h * (1.0 - keep) / 2.0)
     return left + dx, top + dy, right - dx, bottom - dy
+
+
+def _fit_line(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> tuple[float, float] | None:
+    """Least-squares slope of y(x) after one round of outlier rejection, and the RMS residual."""
+    if x.size < 8:
+        return None
+    slope, icpt = np.polyfit(x, y, 1)
+    res = np.abs(y - (slope * x + icpt))
+    keep = res <= max(2.0, float(np.median(res)) * 3.0)
+    if keep.sum() < max(8, x.size // 2):
+        return None
+    slope, icpt = np.polyfit(x[keep], y[keep], 1)
+    rms = float(np.sqrt(np.mean((y[keep] - (slope * x[keep] + icpt)) ** 2)))
+    return float(slope), rms
+
+
+def deskew_angle(pixels: RGBArray) -> float | None:
+    """Counter-clockwise angle (degrees) by which a photo was rotated onto a flat background with its
+    corners showing (Pillow's ``rotate(angle, expand=True)``), or None when the image does not look
+    like that: all four image corners the same flat colour, and the top and bottom boundaries of the
+    content straight, parallel lines at 0.5-30 degrees."""
+    pixels = _check_pixels(pixels)
+    height, width = pixels.shape[:2]
+    if height < 2 * MIN_SIDE or width < 2 * MIN_SIDE:
+        return None
+    step = max(1, math.ceil(max(height, width) / TRIM_WORK_SIDE))
+    small = pixels[::step, ::step].astype(np.int16)
+    corners = np.stack([small[0, 0], small[0, -1], small[-1, 0], small[-1, -1]])
+    bg = np.median(corners, axis=0)
+    if np.abs(corners - bg).max() > DESKEW_TOLERANCE:
+        return None
+    mask = np.abs(small - bg).max(axis=2) > DESKEW_TOLERANCE
+    cols = np.nonzero(mask.any(axis=0))[0]
+    if cols.size < 16:
+        return None
+    top = np.argmax(mask[:, cols], axis=0).astype(np.float64)
+    bottom = (mask.shape[0] - 1 - np.argmax(mask[::-1, cols], axis=0)).astype(np.float64)
+    xs = cols.astype(np.float64)
+    # The longer straight stretch of the top boundary runs from the extreme corner (topmost point)
+    # to one side; fit the middle 60% of it, and the parallel stretch of the bottom boundary.
+    apex = int(np.argmin(top))
+    left_span, right_span = apex, cols.size - 1 - apex
+    if max(left_span, right_span) < 16:
+        return None
+    lo, hi = (0, apex) if left_span >= right_span else (apex, cols.size - 1)
+    a, b = lo + (hi - lo) // 5, hi - (hi - lo) // 5
+    low = int(np.argmax(bottom))
+    blo, bhi = (low, cols.size - 1) if left_span >= right_span else (0, low)
+    c, d = blo + (bhi - blo) // 5, bhi - (bhi - blo) // 5
+    fit_top = _fit_line(xs[a:b], top[a:b])
+    fit_bottom = _fit_line(xs[c:d], bottom[c:d])
+    if fit_top is None or fit_bottom is None:
+        return None
+    angle_top = math.degrees(math.atan(-fit_top[0]))
+    angle_bottom = math.degrees(math.atan(-fit_bottom[0]))
+    if abs(angle_top - angle_bottom) > 1.0 or max(fit_top[1], fit_bottom[1]) > 1.5:
+        return None
+    angle = (angle_top + angle_bottom) / 2.0
+    if not 0.5 <= abs(angle) <= 30.0:
+        return None
+    return angle
+
+
+def _deskew(pixels: RGBArray, angle: float) -> RGBArray | None:
+    """Undo a rotation by ``angle`` (CCW degrees, canvas expanded) and crop the original rectangle."""
+    height, width = pixels.shape[:2]
+    rad = math.radians(abs(angle))
+    cos, sin = math.cos(rad), math.sin(rad)
+    det = cos * cos - sin * sin
+    w0 = (width * cos - height * sin) / det
+    h0 = (height * cos - width * sin) / det
+    if w0 < MIN_SIDE or h0 < MIN_SIDE:
+        return None
+    w0i, h0i = round(w0), round(h0)
+    sn = math.sin(math.radians(angle))
+    # output (x, y) -> input: centre_in + R(angle) (p - centre_out)
+    data = (
+        cos,
+        sn,
+        width / 2 - (w0i / 2) * cos - (h0i / 2) * sn,
+        -sn,
+        cos,
+        height / 2 + (w0i / 2) * sn - (h0i / 2) * cos,
+    )
+    im = Image.fromarray(pixels).transform(
+        (w0i, h0i), Image.Transform.AFFINE, data, resample=Image.Resampling.BILINEAR
+    )
+    return np.asarray(im, dtype=np.uint8)
 
 
 def query_variants(pixels: RGBArray) -> list[Variant]:
@@ -245,6 +368,14 @@ def query_variants(pixels: RGBArray) -> list[Variant]:
         if h.hex not in seen:
             seen.add(h.hex)
             out.append(Variant("trimmed", h.hex, h.quality))
+    angle = deskew_angle(pixels)
+    if angle is not None:
+        straight = _deskew(pixels, angle)
+        if straight is not None:
+            h = pdq_from_pixels(straight)
+            if h.hex not in seen:
+                seen.add(h.hex)
+                out.append(Variant("deskewed", h.hex, h.quality))
     return out
 
 
