@@ -76,6 +76,7 @@ def test_full_decode_is_bit_identical_to_cpp_reference(row: dict[str, str]) -> N
 
 
 def test_bits_to_hex_matches_threatexchange_formatting() -> None:
+    pytest.importorskip("threatexchange")
     from threatexchange.signal_type.pdq.pdq_hasher import _pdq_from_numpy_array
 
     pixels = decode_image(TE_DATA / "pdq-data/misc-images/b.jpg").pixels

@@ -4,12 +4,14 @@ precise, and matching equals python-threatexchange's brute-force matcher (vector
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import random
 import shutil
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -32,6 +34,22 @@ from lifeguard.signals.video import (
     read_hash_file,
     to_threatexchange_json,
     write_hash_file,
+)
+
+HAVE_VPDQ = importlib.util.find_spec("vpdq") is not None
+HAVE_TE = importlib.util.find_spec("threatexchange") is not None and HAVE_VPDQ
+
+
+F = TypeVar("F")
+
+
+def video(f: F) -> F:
+    """Marks a test ``video`` and skips it where vpdq (the ``video`` extra) is not installed."""
+    return pytest.mark.video(pytest.mark.skipif(not HAVE_VPDQ, reason="vpdq not installed")(f))
+
+
+needs_threatexchange = pytest.mark.skipif(
+    not HAVE_TE, reason="python-threatexchange (bench extra) not installed"
 )
 
 VIDEOS = TE_DATA / "sample-videos"
@@ -85,19 +103,19 @@ def _assert_conforms(ours: VideoHash, ref: list[VpdqFrame]) -> None:
     assert checked >= 0.9 * sum(f.quality >= 50 for f in ref)
 
 
-@pytest.mark.video
+@video
 @pytest.mark.parametrize("stem", DOWNSAMPLED)
 def test_downsampled_hash_matches_reference(stem: str) -> None:
     _assert_conforms(_hashed(stem, 128), _reference(stem, 128))
 
 
-@pytest.mark.video
+@video
 @pytest.mark.parametrize("stem", NATIVE)
 def test_native_hash_matches_reference(stem: str) -> None:
     _assert_conforms(_hashed(stem, 0), _reference(stem, 0))
 
 
-@pytest.mark.video
+@video
 def test_seconds_per_hash_samples_about_one_frame_per_second() -> None:
     every = _hashed("chair-19-sd-bar", 128)
     sparse = _hashed("chair-19-sd-bar", 128, 1.0)
@@ -112,7 +130,7 @@ def test_seconds_per_hash_samples_about_one_frame_per_second() -> None:
         assert hamming(f.pdq, by_frame[f.frame].pdq) == 0
 
 
-@pytest.mark.video
+@video
 def test_video_hash_metadata() -> None:
     vh = _hashed("chair-19-sd-bar", 128)
     assert vh.frame_count == len(vh.frames) == 564
@@ -134,7 +152,7 @@ def test_video_hash_metadata() -> None:
 # Matching semantics
 
 
-@pytest.mark.video
+@video
 @pytest.mark.parametrize("query", CHAIR_FAMILY)
 def test_chair_variants_match_each_other(query: str) -> None:
     for listed in CHAIR_FAMILY:
@@ -142,7 +160,7 @@ def test_chair_variants_match_each_other(query: str) -> None:
         assert m.is_match(), (query, listed, m)
 
 
-@pytest.mark.video
+@video
 def test_pattern_variants_match_and_distinct_videos_do_not() -> None:
     a, b = (_hashed(s, 128) for s in PATTERN_FAMILY)
     assert match_videos(a, b).is_match() and match_videos(b, a).is_match()
@@ -153,7 +171,7 @@ def test_pattern_variants_match_and_distinct_videos_do_not() -> None:
             assert not m.is_match()
 
 
-@pytest.mark.video
+@video
 @pytest.mark.parametrize("stem", DOWNSAMPLED)
 def test_our_hash_matches_the_reference_file(stem: str) -> None:
     m = match_videos(_hashed(stem, 128), _reference(stem, 128))
@@ -208,6 +226,7 @@ def _synthetic(rng: random.Random, n: int, base: list[str], q_low: float) -> lis
 
 
 @pytest.mark.parametrize("seed", range(25))
+@needs_threatexchange
 def test_vectorised_match_equals_reference_brute_synthetic(seed: int) -> None:
     """Boundary-heavy synthetic videos: distances 29-33 around the threshold, low qualities,
     repeated frames; several thresholds."""
@@ -235,6 +254,7 @@ def test_vectorised_match_equals_reference_brute_synthetic(seed: int) -> None:
         ("chair-20-sd-bar", "pattern-sd-grey-bar"),
     ],
 )
+@needs_threatexchange
 def test_vectorised_match_equals_reference_brute_on_real_hashes(q: str, c: str) -> None:
     query, listed = _reference(q, 0)[::4], _reference(c, 0)[::4]  # a subset: the brute loop is slow
     want, got = _brute(query, listed, 31, 50), match_videos(query, listed)
@@ -313,6 +333,7 @@ def test_validate_normalises_every_accepted_form() -> None:
     assert parse_vpdq(old) == frames
 
 
+@needs_threatexchange
 def test_threatexchange_reads_our_export() -> None:
     from threatexchange.extensions.vpdq.vpdq import VPDQSignal
     from threatexchange.extensions.vpdq.vpdq_util import json_to_vpdq
@@ -433,7 +454,7 @@ def _directory(tmp: Path) -> Path:
     return tmp / "dir.mp4"
 
 
-@pytest.mark.video
+@video
 @pytest.mark.parametrize(
     ("make", "code", "message"),
     [
@@ -458,7 +479,7 @@ def test_bad_video_inputs(
     assert message in exc.value.message
 
 
-@pytest.mark.video
+@video
 def test_file_size_limit(tmp_path: Path) -> None:
     from lifeguard.settings import Settings
 
