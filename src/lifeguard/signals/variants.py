@@ -43,6 +43,8 @@ TRIM_TOLERANCE = 4
 TRIM_BORDER_FRACTION = 0.97
 #: Phase 2 strips lines with at least this fraction of flat pixels (bars carrying text or icons).
 TRIM_BAR_FRACTION = 0.60
+#: Phase 2: a line continues a bar only if its dominant colour is within this of the bar colour.
+TRIM_BAR_COLOUR = 12
 #: Phase 2 smooths line flatness with a running median over this fraction of the long side (each way).
 TRIM_SMOOTH = 0.008
 #: Never keep less than this fraction of the width or of the height (no trimmed variant then).
@@ -84,15 +86,18 @@ def _check_pixels(pixels: RGBArray) -> RGBArray:
     return pixels
 
 
-def _flat_fractions(lines: npt.NDArray[np.int16]) -> npt.NDArray[np.float64]:
-    """(k, n, 3) lines -> (k,) fraction of each line's pixels within tolerance of its dominant colour.
+def _line_stats(
+    lines: npt.NDArray[np.int16],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(k, n, 3) lines -> each line's dominant colour (k, 3) and the fraction (k,) of its pixels
+    within :data:`TRIM_TOLERANCE` of it.
 
     The dominant colour is the mean of the pixels in the line's most common 32-level colour bin (a mode,
     not a median: a line through dark text on a light bar is still dominated by the bar colour).
     """
     k = lines.shape[0]
     if k == 0:
-        return np.zeros(0, dtype=np.float64)
+        return np.zeros(0, dtype=np.float64), np.zeros((0, 3), dtype=np.float64)
     q = (lines >> 5).astype(np.int32)
     codes = (q[..., 0] << 6) | (q[..., 1] << 3) | q[..., 2]  # (k, n) in [0, 512)
     flat_codes = (codes + (np.arange(k, dtype=np.int32) << 9)[:, None]).ravel()
@@ -100,79 +105,87 @@ def _flat_fractions(lines: npt.NDArray[np.int16]) -> npt.NDArray[np.float64]:
     mode = counts.argmax(axis=1)
     in_mode = codes == mode[:, None]
     n_mode = in_mode.sum(axis=1, keepdims=True)
-    ref = (lines * in_mode[..., None]).sum(axis=1) / n_mode  # (k, 3) mean colour of the mode bin
-    within = np.abs(lines - ref[:, None, :]).max(axis=2) <= TRIM_TOLERANCE
-    return within.mean(axis=1)  # type: ignore[no-any-return]
+    colour = (lines * in_mode[..., None]).sum(axis=1) / n_mode  # (k, 3) mean colour of the mode bin
+    within = np.abs(lines - colour[:, None, :]).max(axis=2) <= TRIM_TOLERANCE
+    return within.mean(axis=1), colour
 
 
-def _median_smooth(values: npt.NDArray[np.float64], radius: int) -> npt.NDArray[np.float64]:
-    """Running median over 2*radius+1 lines: removes dips of <= radius lines (a horizontal text stroke
-    across a bar) but keeps a step (the edge between a bar and the photo). ``values[0]`` is the line at
-    the edge: beyond it lie lines already stripped (or nothing), which count as flat."""
-    if radius <= 0 or values.size == 0:
-        return values
-    padded = np.concatenate([np.ones(radius), values, np.full(radius, values[-1])])
-    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * radius + 1)
-    return np.median(windows, axis=1)  # type: ignore[no-any-return]
+def _flat_fractions(lines: npt.NDArray[np.int16]) -> npt.NDArray[np.float64]:
+    return _line_stats(lines)[0]
 
 
-def _flat_run(
-    fractions: npt.NDArray[np.float64], fraction: float, smooth: int, valid: int, final: bool
-) -> int | None:
-    """Length of the leading run of flat lines among the first ``valid`` (None: all flat so far and
-    more lines are needed to know)."""
-    flat = _median_smooth(fractions, smooth)[:valid] >= fraction
-    if not flat.all():
-        return int(np.argmin(flat))
-    return valid if final else None
+Colour = npt.NDArray[np.float64]
 
 
-def _count_both_ends(
-    lines: npt.NDArray[np.int16], fraction: float, room: int, smooth: int
-) -> tuple[int, int]:
-    """How many leading and trailing lines (axis 0) are flat at ``fraction`` (after median smoothing
-    over ``2*smooth+1`` lines); together at most ``room``. Both ends are measured in one pass over a
-    growing prefix, so the cost follows what is stripped."""
+def _scan_edge(
+    lines: npt.NDArray[np.int16], room: int, bars: bool, ref: Colour | None, smooth: int
+) -> tuple[int, Colour | None]:
+    """How many leading lines (axis 0) to strip, at most ``room``, and the bar colour afterwards.
+
+    A *border* line (>= :data:`TRIM_BORDER_FRACTION` flat) is always stripped and sets the bar colour
+    ``ref``. With ``bars``, a line is also stripped when it continues the bar: over a running median of
+    ``2*smooth+1`` lines (bridging horizontal text strokes), lines count as flat by their fraction only
+    if their dominant colour is the bar colour (border lines count fully); the median must reach
+    :data:`TRIM_BAR_FRACTION`. So text and icons on a bar are stripped with it, but photo content next
+    to a bar is not, even if it is smooth (sky), unless it is dominated by the bar's own colour.
+    Statistics are computed on a growing prefix, so the cost follows what is stripped."""
     total = lines.shape[0]
-    lead: int | None = None
-    trail: int | None = None
-    prefix = 8
-    while lead is None or trail is None:
-        end = min(total, prefix + smooth)
-        valid = total if end >= total else prefix
-        final = end >= total or valid >= room
-        parts = []
-        if lead is None:
-            parts.append(lines[:end])
-        if trail is None:
-            parts.append(lines[::-1][:end])
-        fr = _flat_fractions(np.concatenate(parts) if len(parts) > 1 else parts[0])
-        if lead is None:
-            lead = _flat_run(fr[:end], fraction, smooth, valid, final)
-            fr = fr[end:]
-        if trail is None:
-            trail = _flat_run(fr, fraction, smooth, valid, final)
-        prefix *= 2
-    lead = min(lead, room)
-    return lead, min(trail, room - lead)
+    limit = min(room, total)
+    frac = np.zeros(0, dtype=np.float64)
+    col = np.zeros((0, 3), dtype=np.float64)
+    history: list[float] = [1.0] * smooth  # lines beyond the edge / already stripped count as flat
+    i = 0
+    while i < limit:
+        need = min(total, i + smooth + 1)
+        if frac.size < need:
+            end = min(total, max(need, 2 * frac.size, 8))
+            f2, c2 = _line_stats(lines[frac.size : end])
+            frac, col = np.concatenate([frac, f2]), np.concatenate([col, c2])
+        if frac[i] >= TRIM_BORDER_FRACTION:
+            ref = col[i]
+            history.append(1.0)
+            i += 1
+            continue
+        if not bars or ref is None:
+            break
+        ahead = [
+            1.0
+            if frac[j] >= TRIM_BORDER_FRACTION
+            else (float(frac[j]) if np.abs(col[j] - ref).max() <= TRIM_BAR_COLOUR else 0.0)
+            for j in range(i, need)
+        ]
+        window = (history[len(history) - smooth :] if smooth else []) + ahead
+        if float(np.median(window)) < TRIM_BAR_FRACTION:
+            break
+        history.append(ahead[0])
+        i += 1
+    return i, ref
 
 
 def _trim_small(
     small: npt.NDArray[np.int16], min_h: int, min_w: int
 ) -> list[tuple[int, int, int, int]]:
-    """Trim boxes (top, bottom, left, right) in ``small``'s coordinates after phase 1 (borders) and
-    after phase 2 (bars); the scan stops at ``min_h`` x ``min_w``."""
+    """Trim boxes (top, bottom, left, right) in ``small``'s coordinates after phase 1 (border lines
+    only, rows and columns alternately until stable, so pads of any width go first) and after phase 2
+    (bars too); the scan stops at ``min_h`` x ``min_w``."""
     h, w = small.shape[:2]
     t, b, lo, hi = 0, h, 0, w
+    refs: list[Colour | None] = [None, None, None, None]  # bar colour at top, bottom, left, right
     boxes: list[tuple[int, int, int, int]] = []
     smooth_bar = max(1, round(TRIM_SMOOTH * max(h, w)))
-    for fraction, smooth in ((TRIM_BORDER_FRACTION, 0), (TRIM_BAR_FRACTION, smooth_bar)):
+    for bars in (False, True):
+        smooth = smooth_bar if bars else 0
         for _ in range(16):  # alternate rows and columns until stable
             before = (t, b, lo, hi)
-            dt, db = _count_both_ends(small[t:b, lo:hi], fraction, max(0, (b - t) - min_h), smooth)
+            rows = small[t:b, lo:hi]
+            room = max(0, (b - t) - min_h)
+            dt, refs[0] = _scan_edge(rows, room, bars, refs[0], smooth)
+            db, refs[1] = _scan_edge(rows[::-1], room - dt, bars, refs[1], smooth)
             t, b = t + dt, b - db
             cols = small[t:b, lo:hi].transpose(1, 0, 2)
-            dl, dr = _count_both_ends(cols, fraction, max(0, (hi - lo) - min_w), smooth)
+            room = max(0, (hi - lo) - min_w)
+            dl, refs[2] = _scan_edge(cols, room, bars, refs[2], smooth)
+            dr, refs[3] = _scan_edge(cols[::-1], room - dl, bars, refs[3], smooth)
             lo, hi = lo + dl, hi - dr
             if (t, b, lo, hi) == before:
                 break
