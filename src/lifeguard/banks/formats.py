@@ -61,7 +61,7 @@ _LABEL_SPLIT = re.compile(r"[;|,]")
 def resolve_signal_type(name: str) -> str:
     """Canonical signal type name or :class:`InvalidSignal` (unknown type)."""
     key = name.strip().lower()
-    return get_signal_type(EXTRA_ALIASES.get(key, key)).name
+    return get_signal_type(EXTRA_ALIASES.get(key, name.strip())).name
 
 
 def is_signal_type(name: str) -> bool:
@@ -452,7 +452,7 @@ def read_jsonl(lines: LineReader, signal_type: str | None) -> Iterator[Record | 
             continue
         n = lines.line_no
         try:
-            obj = json.loads(s)
+            obj = json.loads(line.rstrip("\r\n"))  # unstripped: columns match the file
         except json.JSONDecodeError as e:
             yield Reject(n, f"bad JSON: {e.msg} at column {e.colno}", clip(s))
             continue

@@ -13,12 +13,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -157,6 +158,21 @@ def _insert_stmt(dialect: str) -> Any:
     )
 
 
+_COPY_COLUMNS = (
+    "bank_id", "signal_type", "value", "quality", "source", "external_id", "added_at",
+    "added_by", "note", "categories", "status", "status_changed_at", "status_changed_by",
+    "status_reason", "rev", "variants",
+)  # fmt: skip
+_COLS = ", ".join(_COPY_COLUMNS)
+_STAGE = "lifeguard_import_stage"
+_STAGE_DDL = f"""CREATE TEMPORARY TABLE {_STAGE} (
+    bank_id integer, signal_type varchar(32), value text, quality integer,
+    source varchar(256), external_id varchar(256), added_at timestamptz, added_by varchar(256),
+    note text, categories json, status varchar(16), status_changed_at timestamptz,
+    status_changed_by varchar(256), status_reason text, rev bigint, variants json
+) ON COMMIT DROP"""
+
+
 class _Run:
     def __init__(self, s: Session, dialect: str, bank_id: int, job_id: int, keep: int) -> None:
         self.s = s
@@ -168,6 +184,10 @@ class _Run:
         self.rejects: list[dict[str, Any]] = []
         self.kept: list[Rejection] = []
         self.added = self.duplicates = self.tombstoned = self.rejected = 0
+        self.pg_stage: str | None = None
+        if dialect == "postgresql":
+            self.s.execute(text(_STAGE_DDL))
+            self.pg_stage = _STAGE
 
     def reject(self, line_no: int, reason: str, text: str) -> None:
         self.rejected += 1
@@ -184,10 +204,35 @@ class _Run:
         else:
             self.batch[key] = row
 
+    def _insert(self, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        if self.pg_stage is None:
+            return {(r[0], r[1]) for r in self.s.execute(self.stmt, rows)}
+        # PostgreSQL: COPY the batch into a temporary table, then one INSERT ... SELECT ... ON
+        # CONFLICT DO NOTHING. Far faster and lighter than a multi-row VALUES statement.
+        dbapi = self.s.connection().connection.driver_connection
+        assert dbapi is not None
+        with dbapi.cursor() as cur:
+            with cur.copy(f"COPY {_STAGE} ({_COLS}) FROM STDIN") as copy:
+                for r in rows:
+                    copy.write_row(
+                        [
+                            json.dumps(r[c]) if c in ("categories", "variants") else r[c]
+                            for c in _COPY_COLUMNS
+                        ]
+                    )
+            cur.execute(
+                f"INSERT INTO entry ({_COLS}) SELECT {_COLS} FROM {_STAGE} "
+                "ON CONFLICT (bank_id, signal_type, value) DO NOTHING "
+                "RETURNING signal_type, value"
+            )
+            got = {(r[0], r[1]) for r in cur.fetchall()}
+            cur.execute(f"TRUNCATE {_STAGE}")
+        return got
+
     def flush(self) -> None:
         if self.batch:
             rows = list(self.batch.values())
-            inserted = {(r[0], r[1]) for r in self.s.execute(self.stmt, rows)}
+            inserted = self._insert(rows)
             self.added += len(inserted)
             conflicts = [k for k in self.batch if k not in inserted]
             self.duplicates += len(conflicts)
