@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any, Final, cast
 
 from lifeguard.errors import ImportFormatError, InvalidSignal
-from lifeguard.signals.base import get_signal_type
+from lifeguard.signals.base import SIGNAL_TYPES, get_signal_type
 
 #: plain: one hash per line. te: ``<signal_type> <hash>`` (python-threatexchange). csv/tsv: a
 #: header row then one row per hash. jsonl: one JSON object per line (flat, TE descriptor or HMA
@@ -58,10 +58,21 @@ for _k in SIMPLE_KEYS:
 _LABEL_SPLIT = re.compile(r"[;|,]")
 
 
+_TYPE_CACHE: dict[str, str] = {}
+_TYPE_CACHE_FOR = 0
+
+
 def resolve_signal_type(name: str) -> str:
     """Canonical signal type name or :class:`InvalidSignal` (unknown type)."""
-    key = name.strip().lower()
-    return get_signal_type(EXTRA_ALIASES.get(key, name.strip())).name
+    global _TYPE_CACHE_FOR
+    if len(SIGNAL_TYPES) != _TYPE_CACHE_FOR:  # a type was registered since: start over
+        _TYPE_CACHE.clear()
+        _TYPE_CACHE_FOR = len(SIGNAL_TYPES)
+    got = _TYPE_CACHE.get(name)
+    if got is None:
+        key = name.strip().lower()
+        got = _TYPE_CACHE[name] = get_signal_type(EXTRA_ALIASES.get(key, name.strip())).name
+    return got
 
 
 def is_signal_type(name: str) -> bool:

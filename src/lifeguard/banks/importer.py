@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from lifeguard.banks.formats import (
@@ -100,7 +98,8 @@ class _Validator:
             raise got
         return got
 
-    def row(self, rec: Record, bank_id: int, rev: int) -> dict[str, Any]:
+    def row(self, rec: Record, bank_id: int, rev: int) -> tuple[Any, ...]:
+        """The row in :data:`COLUMNS` order (JSON columns already serialised)."""
         if rec.signal_type is None or rec.signal_type == "":
             raise InvalidField("missing signal type")
         if not isinstance(rec.signal_type, str):
@@ -112,7 +111,7 @@ class _Validator:
         st = self.signal_type(rec.signal_type)
         value = get_signal_type(st).validate(rec.value)
         status = "active" if rec.status in (None, "") else validate_status(rec.status)
-        added_by = validate_text(rec.added_by, "added_by") or self.added_by
+        added_by = (rec.added_by and validate_text(rec.added_by, "added_by")) or self.added_by
         added_at = self.now
         if rec.added_at not in (None, ""):
             if not isinstance(rec.added_at, str):
@@ -125,45 +124,35 @@ class _Validator:
         for c in self.categories:
             if c not in cats:
                 cats.append(c)
-        return {
-            "bank_id": bank_id,
-            "signal_type": st,
-            "value": value,
-            "quality": validate_quality(rec.quality),
-            "source": validate_text(rec.source, "source") or self.source,
-            "external_id": validate_text(rec.external_id, "external_id"),
-            "added_at": added_at,
-            "added_by": added_by,
-            "note": validate_text(rec.note, "note", MAX_NOTE),
-            "categories": cats,
-            "status": status,
-            "status_changed_at": None if status == "active" else self.now,
-            "status_changed_by": "" if status == "active" else added_by,
-            "status_reason": "" if status == "active" else f"imported as {status}",
-            "rev": rev,
-            "variants": validate_variants(rec.variants),
-        }
+        variants = validate_variants(rec.variants) if rec.variants is not None else None
+        active = status == "active"
+        return (
+            bank_id,
+            st,
+            value,
+            validate_quality(rec.quality),
+            (rec.source and validate_text(rec.source, "source")) or self.source,
+            (rec.external_id and validate_text(rec.external_id, "external_id")) or "",
+            added_at,
+            added_by,
+            (rec.note and validate_text(rec.note, "note", MAX_NOTE)) or "",
+            json.dumps(cats) if cats else "[]",
+            status,
+            None if active else self.now,
+            "" if active else added_by,
+            "" if active else f"imported as {status}",
+            rev,
+            json.dumps(variants, sort_keys=True) if variants else "{}",
+        )
 
 
-def _insert_stmt(dialect: str) -> Any:
-    table: Any = Entry.__table__
-    if dialect == "postgresql":
-        ins: Any = pg_insert(table)
-    elif dialect == "sqlite":
-        ins = sqlite_insert(table)
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        raise ImportFormatError(f"imports need SQLite or PostgreSQL, not {dialect}")
-    return ins.on_conflict_do_nothing(index_elements=["bank_id", "signal_type", "value"]).returning(
-        table.c.signal_type, table.c.value
-    )
-
-
-_COPY_COLUMNS = (
+COLUMNS = (
     "bank_id", "signal_type", "value", "quality", "source", "external_id", "added_at",
     "added_by", "note", "categories", "status", "status_changed_at", "status_changed_by",
     "status_reason", "rev", "variants",
 )  # fmt: skip
-_COLS = ", ".join(_COPY_COLUMNS)
+_DATETIME_COLUMNS = (COLUMNS.index("added_at"), COLUMNS.index("status_changed_at"))
+_COLS = ", ".join(COLUMNS)
 _STAGE = "lifeguard_import_stage"
 _STAGE_DDL = f"""CREATE TEMPORARY TABLE {_STAGE} (
     bank_id integer, signal_type varchar(32), value text, quality integer,
@@ -171,23 +160,38 @@ _STAGE_DDL = f"""CREATE TEMPORARY TABLE {_STAGE} (
     note text, categories json, status varchar(16), status_changed_at timestamptz,
     status_changed_by varchar(256), status_reason text, rev bigint, variants json
 ) ON COMMIT DROP"""
+_SQLITE_INSERT = (
+    f"INSERT INTO entry ({_COLS}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+    "ON CONFLICT (bank_id, signal_type, value) DO NOTHING"
+)
 
 
 class _Run:
-    def __init__(self, s: Session, dialect: str, bank_id: int, job_id: int, keep: int) -> None:
+    """Batches rows and rejections; inserts through the driver (SQLite ``executemany`` of an
+    ``INSERT ... ON CONFLICT DO NOTHING``; PostgreSQL ``COPY`` into a temporary table, then one
+    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``), inside the session's transaction."""
+
+    def __init__(
+        self, s: Session, dialect: str, bank_id: int, job_id: int, rev: int, keep: int
+    ) -> None:
+        if dialect not in ("sqlite", "postgresql"):
+            raise ImportFormatError(f"imports need SQLite or PostgreSQL, not {dialect}")
         self.s = s
-        self.stmt = _insert_stmt(dialect)
+        self.dialect = dialect
         self.bank_id = bank_id
         self.job_id = job_id
+        self.rev = rev
         self.keep = keep
-        self.batch: dict[tuple[str, str], dict[str, Any]] = {}
+        self.batch: dict[tuple[str, str], tuple[Any, ...]] = {}
         self.rejects: list[dict[str, Any]] = []
         self.kept: list[Rejection] = []
         self.added = self.duplicates = self.tombstoned = self.rejected = 0
-        self.pg_stage: str | None = None
+        self.dbapi: Any = s.connection().connection.driver_connection
         if dialect == "postgresql":
             self.s.execute(text(_STAGE_DDL))
-            self.pg_stage = _STAGE
+        else:
+            dt_type: Any = Entry.__table__.c.added_at.type
+            self.dt_proc = dt_type._cached_bind_processor(s.get_bind().dialect)
 
     def reject(self, line_no: int, reason: str, text: str) -> None:
         self.rejected += 1
@@ -197,68 +201,72 @@ class _Run:
         if len(self.kept) < self.keep:
             self.kept.append(Rejection(line_no, reason, clip(text)))
 
-    def add(self, row: dict[str, Any]) -> None:
-        key = (row["signal_type"], row["value"])
+    def add(self, row: tuple[Any, ...]) -> None:
+        key = (row[1], row[2])
         if key in self.batch:
             self.duplicates += 1
         else:
             self.batch[key] = row
 
-    def _insert(self, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
-        if self.pg_stage is None:
-            return {(r[0], r[1]) for r in self.s.execute(self.stmt, rows)}
-        # PostgreSQL: COPY the batch into a temporary table, then one INSERT ... SELECT ... ON
-        # CONFLICT DO NOTHING. Far faster and lighter than a multi-row VALUES statement.
-        dbapi = self.s.connection().connection.driver_connection
-        assert dbapi is not None
-        with dbapi.cursor() as cur:
+    def _insert_sqlite(self, rows: list[tuple[Any, ...]]) -> int:
+        proc = self.dt_proc
+        if proc is not None:
+            i, j = _DATETIME_COLUMNS
+            rows = [
+                (*r[:i], proc(r[i]), *r[i + 1 : j], proc(r[j]) if r[j] else None, *r[j + 1 :])
+                for r in rows
+            ]
+        cur = self.dbapi.cursor()
+        try:
+            cur.executemany(_SQLITE_INSERT, rows)
+            return int(cur.rowcount)
+        finally:
+            cur.close()
+
+    def _insert_pg(self, rows: list[tuple[Any, ...]]) -> int:
+        with self.dbapi.cursor() as cur:
             with cur.copy(f"COPY {_STAGE} ({_COLS}) FROM STDIN") as copy:
                 for r in rows:
-                    copy.write_row(
-                        [
-                            json.dumps(r[c]) if c in ("categories", "variants") else r[c]
-                            for c in _COPY_COLUMNS
-                        ]
-                    )
+                    copy.write_row(r)
             cur.execute(
                 f"INSERT INTO entry ({_COLS}) SELECT {_COLS} FROM {_STAGE} "
-                "ON CONFLICT (bank_id, signal_type, value) DO NOTHING "
-                "RETURNING signal_type, value"
+                "ON CONFLICT (bank_id, signal_type, value) DO NOTHING"
             )
-            got = {(r[0], r[1]) for r in cur.fetchall()}
+            n = int(cur.rowcount)
             cur.execute(f"TRUNCATE {_STAGE}")
-        return got
+        return n
 
     def flush(self) -> None:
         if self.batch:
             rows = list(self.batch.values())
-            inserted = self._insert(rows)
-            self.added += len(inserted)
-            conflicts = [k for k in self.batch if k not in inserted]
-            self.duplicates += len(conflicts)
-            if conflicts:
-                self.tombstoned += self._count_removed(conflicts)
+            n = self._insert_pg(rows) if self.dialect == "postgresql" else self._insert_sqlite(rows)
+            self.added += n
+            if n < len(rows):
+                self.duplicates += len(rows) - n
+                self.tombstoned += self._count_removed(list(self.batch))
             self.batch = {}
         if self.rejects:
             self.s.execute(insert(ImportRejection), self.rejects)
             self.rejects = []
 
     def _count_removed(self, keys: list[tuple[str, str]]) -> int:
+        """Tombstones that existed before this import among ``keys``."""
         n = 0
         by_type: dict[str, list[str]] = {}
         for st, v in keys:
             by_type.setdefault(st, []).append(v)
         for st, values in by_type.items():
             for i in range(0, len(values), 5000):
-                n += len(
+                n += int(
                     self.s.execute(
-                        select(Entry.id).where(
+                        select(func.count()).where(
                             Entry.bank_id == self.bank_id,
                             Entry.signal_type == st,
                             Entry.value.in_(values[i : i + 5000]),
                             Entry.status == "removed",
+                            Entry.rev < self.rev,
                         )
-                    ).all()
+                    ).scalar_one()
                 )
         return n
 
@@ -311,7 +319,7 @@ def import_entries(
                 s.add(job)
                 s.flush()
                 job_id = job.id
-                run = _Run(s, db.dialect, bank_id, job_id, max_rejections)
+                run = _Run(s, db.dialect, bank_id, job_id, rev, max_rejections)
                 pending = 0
                 for item in read_records(lines, fmt, signal_type):
                     if isinstance(item, Reject):
