@@ -351,3 +351,12 @@ def test_import_into_missing_or_deleted_bank(banks: Banks, tmp_path: Path) -> No
     banks.delete_bank("B")
     with pytest.raises(NotFound, match="deleted"):
         import_entries(banks, banks.list_banks(include_deleted=True)[0].id, p, signal_type="md5")
+
+
+def test_huge_csv_field_gets_a_precise_reason(banks: Banks, tmp_path: Path) -> None:
+    """A field over csv's default 128 KiB limit is read and judged, not a csv error."""
+    p = write(tmp_path, "l.csv", f"signal_type,value\nmd5,{'a' * 200_000}\nmd5,{md5(1)}\n")
+    r = import_entries(banks, "B", p)
+    assert r.added == 1
+    assert rejections(r) == [(2, "md5: wrong length 200000, expected 32 hex digits")]
+    assert len(r.rejections[0].text) == 500

@@ -30,6 +30,7 @@ FORMATS: Final = ("plain", "te", "csv", "tsv", "jsonl", "hma", "json")
 EXTRA_ALIASES: Final = {"video_sha256": "sha256", "photo_sha256": "sha256", "photo_md5": "md5"}
 
 MAX_REJECT_TEXT = 500
+MAX_FIELD = 64 * 1024 * 1024
 
 # Column (CSV/TSV header, JSON key) names, compared case-insensitively.
 TYPE_KEYS: Final = ("signal_type", "type", "hash_type", "indicator_type")
@@ -304,6 +305,8 @@ def read_delimited(
     lines: LineReader, signal_type: str | None, delimiter: str
 ) -> Iterator[Record | Reject]:
     """CSV/TSV with a header row; header names are case-insensitive (see docs/formats.md)."""
+    # vPDQ values of long videos exceed csv's default 128 KiB field limit (process-wide setting).
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD))
     reader = csv.reader(lines, delimiter=delimiter, strict=True)
     kind = "TSV" if delimiter == "\t" else "CSV"
     header: list[str] | None = None
