@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 from pathlib import Path
 
 from lifeguard.banks.service import AddResult, Banks
@@ -27,21 +28,31 @@ def add_hashes(
     categories: Iterable[str] = (),
 ) -> list[AddResult]:
     """Add the signals of already-hashed media. Only hashes are stored, never the media."""
-    wanted = tuple(signal_types) if signal_types else (DEFAULT_IMAGE_SIGNALS if h.kind == "image" else DEFAULT_VIDEO_SIGNALS)
-    common = dict(external_id=external_id, note=note, source=source, added_by=added_by, categories=list(categories))
+    wanted = (
+        tuple(signal_types)
+        if signal_types
+        else (DEFAULT_IMAGE_SIGNALS if h.kind == "image" else DEFAULT_VIDEO_SIGNALS)
+    )
+
+    def add(signal_type: str, value: str, **extra: Any) -> AddResult:
+        return banks.add_entry(
+            bank, signal_type, value, external_id=external_id, note=note, source=source,
+            added_by=added_by, categories=list(categories), **extra,
+        )  # fmt: skip
+
     results: list[AddResult] = []
     for st in wanted:
         if st == "pdq" and h.kind == "image" and h.pdq:
             variants = {v.name: v.pdq for v in h.listing_variants if v.pdq != h.pdq}
-            results.append(banks.add_entry(bank, "pdq", h.pdq, quality=h.quality, variants=variants, **common))  # type: ignore[arg-type]
+            results.append(add("pdq", h.pdq, quality=h.quality, variants=variants))
         elif st == "vpdq" and h.kind == "video" and h.vpdq:
             from lifeguard.signals.video import frames_to_json
 
-            results.append(banks.add_entry(bank, "vpdq", frames_to_json(h.vpdq), **common))  # type: ignore[arg-type]
+            results.append(add("vpdq", frames_to_json(h.vpdq)))
         elif st == "md5":
-            results.append(banks.add_entry(bank, "md5", h.md5, **common))  # type: ignore[arg-type]
+            results.append(add("md5", h.md5))
         elif st == "sha256":
-            results.append(banks.add_entry(bank, "sha256", h.sha256, **common))  # type: ignore[arg-type]
+            results.append(add("sha256", h.sha256))
     return results
 
 
