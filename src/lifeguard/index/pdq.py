@@ -3,7 +3,7 @@
 Design (see docs/index-format.md for the file format):
 
 * **Main structure** (immutable except its tombstone mask): items sorted by id; ``hashes`` (n, 32)
-  uint8; for each of the 16 chunks of 16 bits (chunk ``c`` = bytes ``2c, 2c+1`` read as a
+  uint8 (gathered as one 32-byte element per candidate: one cache line); for each of the 16 chunks of 16 bits (chunk ``c`` = bytes ``2c, 2c+1`` read as a
   little-endian uint16) a CSR bucket table: ``offsets[c]`` (65537 uint32) and ``positions[c]``
   (n uint32 row numbers, grouped by chunk value).
 * **Exactness**: if ``hamming(q, h) <= t`` then, summing over 16 chunks, some chunk differs by at
@@ -86,6 +86,8 @@ def _one_hash(h: Any, where: str) -> bytes:
         if len(b) != HASH_BYTES:
             raise InvalidSignal(f"{where}: PDQ hash must be 32 bytes, got {len(b)}")
         return b
+    if isinstance(h, np.ndarray) and h.dtype == np.uint8 and h.shape == (HASH_BYTES,):
+        return h.tobytes()
     raise InvalidSignal(f"{where}: PDQ hash must be bytes, hex str or uint8 array, got {type(h)}")
 
 
@@ -127,7 +129,13 @@ def check_threshold(threshold: Any) -> int:
 
 
 def _words(hashes: U8) -> U64:
-    return hashes.view(np.uint64).reshape(-1, HASH_BYTES // 8)
+    """(N, 32) uint8 -> (N, 4) little-endian uint64 view."""
+    return hashes.view("<u8").reshape(-1, HASH_BYTES // 8)
+
+
+def _cols(hashes: U8) -> U64:
+    """(N, 32) uint8 -> (4, N) uint64 column view (strided, no copy)."""
+    return _words(hashes).T
 
 
 def _dedup_last(ids: I64, hashes: U8) -> tuple[I64, U8]:
@@ -145,31 +153,43 @@ def _dedup_last(ids: I64, hashes: U8) -> tuple[I64, U8]:
 # --------------------------------------------------------------------------- brute force kernel
 
 
-def _scan(qwords: U64, words: U64, threshold: int, block: int = 1 << 20) -> tuple[I64, I64, I64]:
-    """All (query index, row, distance) with distance <= threshold, by full XOR + popcount."""
-    nq, n = qwords.shape[0], words.shape[0]
+def _empty3() -> tuple[I64, I64, I64]:
+    e = np.zeros(0, dtype=np.int64)
+    return e, e, e
+
+
+def _scan(qwords: U64, wcols: U64, threshold: int, block: int = 1 << 20) -> tuple[I64, I64, I64]:
+    """All (query index, row, distance) with distance <= threshold, by a full XOR + popcount scan
+    of the (4, n) columns ``wcols`` for the (Q, 4) query words."""
+    nq, n = int(qwords.shape[0]), int(wcols.shape[1])
+    if nq == 0 or n == 0:
+        return _empty3()
     out_q: list[I64] = []
     out_r: list[I64] = []
     out_d: list[I64] = []
-    if nq == 0 or n == 0:
-        e = np.zeros(0, dtype=np.int64)
-        return e, e, e
     q_per = min(nq, max(1, block // n))
     rows_per = max(1, block // q_per)
+    qc = [np.ascontiguousarray(qwords[:, j])[:, None] for j in range(4)]
     for q0 in range(0, nq, q_per):
-        qb = qwords[q0 : q0 + q_per]
+        q1 = q0 + q_per
         for r0 in range(0, n, rows_per):
-            wb = words[r0 : r0 + rows_per]
-            x = np.bitwise_xor(qb[:, None, :], wb[None, :, :])
-            d = np.bitwise_count(x).sum(axis=2, dtype=np.int64)
-            qi, ri = np.nonzero(d <= threshold)
-            if qi.size:
-                out_q.append(qi.astype(np.int64) + q0)
-                out_r.append(ri.astype(np.int64) + r0)
-                out_d.append(d[qi, ri])
+            r1 = min(n, r0 + rows_per)
+            # words 0-1 first (uint8 sums stay exact: <= 128); words 2-3 only for survivors
+            s01 = np.bitwise_count(wcols[0, None, r0:r1] ^ qc[0][q0:q1])
+            s01 += np.bitwise_count(wcols[1, None, r0:r1] ^ qc[1][q0:q1])
+            qi, ri = np.nonzero(s01 <= threshold)
+            if qi.size == 0:
+                continue
+            ra = ri + r0
+            s23 = np.bitwise_count(wcols[2, ra] ^ qc[2][q0:q1, 0][qi])
+            s23 += np.bitwise_count(wcols[3, ra] ^ qc[3][q0:q1, 0][qi])
+            d = s01[qi, ri].astype(np.int64) + s23
+            keep = d <= threshold
+            out_q.append(qi[keep].astype(np.int64) + q0)
+            out_r.append(ra[keep].astype(np.int64))
+            out_d.append(d[keep])
     if not out_q:
-        e = np.zeros(0, dtype=np.int64)
-        return e, e, e
+        return _empty3()
     return np.concatenate(out_q), np.concatenate(out_r), np.concatenate(out_d)
 
 
@@ -190,6 +210,15 @@ class _Main:
     def n(self) -> int:
         return int(self.ids.shape[0])
 
+    def live_hashes(self) -> U8:
+        if self.n_alive == self.n:
+            return self.hashes
+        return self.hashes[self.alive]
+
+    def rows32(self) -> npt.NDArray[np.void]:
+        """The hashes as (n,) 32-byte elements, for fast ``take``."""
+        return self.hashes.view("V32").reshape(self.n)
+
     @classmethod
     def empty(cls) -> _Main:
         return cls.build(np.zeros(0, dtype=np.int64), np.zeros((0, HASH_BYTES), dtype=np.uint8))
@@ -202,7 +231,8 @@ class _Main:
             raise ValueError("a PDQ index holds at most 2**32 - 1 items")
         order = np.argsort(ids, kind="stable")
         ids = np.ascontiguousarray(ids[order])
-        hashes = np.ascontiguousarray(hashes[order])
+        hashes = np.ascontiguousarray(hashes).view("V32").reshape(n).take(order)
+        hashes = hashes.view(np.uint8).reshape(n, HASH_BYTES)
         del order
         if n > 1 and not bool(np.all(ids[1:] > ids[:-1])):
             raise ValueError("duplicate ids in build")
@@ -211,7 +241,7 @@ class _Main:
         positions = np.empty((N_CHUNKS, n), dtype=np.uint32)
         max_bucket = 0
         for c in range(N_CHUNKS):
-            col = np.ascontiguousarray(keys[:, c])
+            col = np.ascontiguousarray(keys[:, c])  # hash bytes 2c, 2c+1 as little-endian uint16
             counts = np.bincount(col, minlength=N_BUCKETS)
             max_bucket = max(max_bucket, int(counts.max()) if n else 0)
             np.cumsum(counts, out=offsets[c, 1:], dtype=np.uint32)
@@ -269,7 +299,8 @@ class PdqIndex:
     the main structure directly); ``scan_below`` – index sizes up to this are scanned, not probed;
     ``scan_fraction`` – a query whose probed buckets hold more than this fraction of the rows is
     answered by a scan (clustered data); ``block`` – candidates verified per numpy step (bounds
-    temporary memory: about 120 bytes per candidate).
+    temporary memory, about 100 bytes per candidate; small blocks stay in cache); ``scan_block`` –
+    (query, row) pairs per step of a full scan.
     """
 
     def __init__(
@@ -278,18 +309,20 @@ class PdqIndex:
         auto_compact: int | None = 100_000,
         scan_below: int = 2048,
         scan_fraction: float = 0.25,
-        block: int = 1 << 20,
+        block: int = 1 << 16,
+        scan_block: int = 1 << 20,
     ) -> None:
         if auto_compact is not None and auto_compact < 1:
             raise ValueError("auto_compact must be >= 1 or None")
         if not scan_fraction > 0:
             raise ValueError(f"scan_fraction must be > 0, got {scan_fraction}")
-        if block < 1:
-            raise ValueError(f"block must be >= 1, got {block}")
+        if block < 1 or scan_block < 1:
+            raise ValueError(f"block and scan_block must be >= 1, got {block}, {scan_block}")
         self.auto_compact = auto_compact
         self.scan_below = scan_below
         self.scan_fraction = scan_fraction
         self.block = block
+        self.scan_block = scan_block
         self._lock = threading.RLock()
         self._compact_lock = threading.Lock()
         self._journal: list[tuple[str, I64, U8 | None]] | None = None
@@ -458,10 +491,8 @@ class PdqIndex:
     def _snapshot_live(self) -> tuple[I64, U8]:
         """Live (ids, hashes) of main + delta; call with the lock held."""
         m = self._main
-        if m.n_alive == m.n:
-            mi, mh = m.ids, m.hashes
-        else:
-            mi, mh = m.ids[m.alive], m.hashes[m.alive]
+        mi = m.ids if m.n_alive == m.n else m.ids[m.alive]
+        mh = m.live_hashes()
         slots = np.fromiter(self._d_slot.values(), dtype=np.int64, count=len(self._d_slot))
         if slots.size:
             mi = np.concatenate([mi, self._d_ids[slots]])
@@ -536,7 +567,7 @@ class PdqIndex:
             parts_d.append(d)
         dl = st.delta
         if dl.count:
-            qi, rows, d = _scan(qwords, _words(dl.hashes[: dl.count]), t, self.block)
+            qi, rows, d = _scan(qwords, _cols(dl.hashes[: dl.count]), t, self.scan_block)
             if rows.size:
                 live = dl.alive[rows]
                 parts_q.append(qi[live])
@@ -546,9 +577,8 @@ class PdqIndex:
 
     def _query_main(self, m: _Main, qh: U8, qwords: U64, t: int) -> tuple[I64, I64, I64]:
         n = m.n
-        words = _words(m.hashes)
         if t > MIH_MAX_THRESHOLD or n <= self.scan_below:
-            return _scan(qwords, words, t, self.block)
+            return _scan(qwords, _cols(m.hashes), t, self.scan_block)
         nq = int(qh.shape[0])
         keys = qh.view("<u2").astype(np.int64)[:, :, None]  # (Q, 16, 1)
         probes = keys if t < N_CHUNKS else keys ^ _FLIPS  # (Q, 16, F)
@@ -566,7 +596,7 @@ class PdqIndex:
         out_d: list[I64] = []
         if heavy.any():
             hq = np.nonzero(heavy)[0]
-            qi, rows, d = _scan(qwords[hq], words, t, self.block)
+            qi, rows, d = _scan(qwords[hq], _cols(m.hashes), t, self.scan_block)
             out_q.append(hq[qi])
             out_r.append(rows)
             out_d.append(d)
@@ -574,6 +604,7 @@ class PdqIndex:
         else:
             light = None
         positions = m.positions.reshape(-1)
+        rows32 = m.rows32()
         lq = np.arange(nq) if light is None else light
         # Blocks of consecutive light queries with at most ``block`` candidates (or one query).
         cum = np.cumsum(per_q[lq])
@@ -583,15 +614,14 @@ class PdqIndex:
             j = int(np.searchsorted(cum, base + self.block, side="right"))
             j = max(j, i + 1)
             sel = lq[i:j]
-            qi, rows, d = _probe(starts[sel], lens[sel], positions, words, qwords[sel], t)
+            qi, rows, d = _probe(starts[sel], lens[sel], positions, rows32, qwords[sel], t)
             if rows.size:
                 out_q.append(sel[qi])
                 out_r.append(rows)
                 out_d.append(d)
             i = j
         if not out_q:
-            e = np.zeros(0, dtype=np.int64)
-            return e, e, e
+            return _empty3()
         return np.concatenate(out_q), np.concatenate(out_r), np.concatenate(out_d)
 
     # ------------------------------------------------------------------ persistence
@@ -701,34 +731,57 @@ class PdqIndex:
 
 
 def _probe(
-    starts: I64, lens: I64, positions: U32, words: U64, qwords: U64, t: int
+    starts: I64, lens: I64, positions: U32, rows32: npt.NDArray[np.void], qwords: U64, t: int
 ) -> tuple[I64, I64, I64]:
-    """Verify every row in the given bucket ranges; (query index in block, row, distance)."""
+    """Verify every row in the given bucket ranges; (query index in block, row, distance).
+
+    ``starts``/``lens`` are (B, P) flat ranges into ``positions`` for the B queries ``qwords``;
+    ``t`` <= 127 (sums of popcounts stay exact in uint8)."""
     s = starts.reshape(-1)
     ln = lens.reshape(-1)
-    nz = ln > 0
+    nz = np.nonzero(ln)[0]
     s, ln = s[nz], ln[nz]
     total = int(ln.sum())
     if total == 0:
-        e = np.zeros(0, dtype=np.int64)
-        return e, e, e
+        return _empty3()
     ends = np.cumsum(ln)
     idx = np.arange(total, dtype=np.int64)
     idx += np.repeat(s - (ends - ln), ln)
-    rows = positions[idx]
+    rows = positions.take(idx)
     del idx
-    cand = words[rows]
+    g = _words(rows32.take(rows).view(np.uint8))  # (k, 4) candidate words
     if qwords.shape[0] == 1:
-        cand ^= qwords[0]
-        qi_all: I64 | None = None
-    else:
-        per_range_q = np.repeat(np.arange(qwords.shape[0], dtype=np.int64), starts.shape[1])[nz]
-        qi_all = np.repeat(per_range_q, ln)
-        cand ^= qwords[qi_all]
-    d = np.bitwise_count(cand).sum(axis=1, dtype=np.int64)
+        q = qwords[0]
+        # words 0-1 for every candidate, words 2-3 only for the few survivors
+        s01 = np.bitwise_count(g[:, 0] ^ q[0])
+        s01 += np.bitwise_count(g[:, 1] ^ q[1])
+        k = np.nonzero(s01 <= t)[0]
+        if k.size == 0:
+            return _empty3()
+        gk = g[k]
+        d = s01[k]
+        d += np.bitwise_count(gk[:, 2] ^ q[2])
+        d += np.bitwise_count(gk[:, 3] ^ q[3])
+        hit = np.nonzero(d <= t)[0]
+        return (
+            np.zeros(hit.size, dtype=np.int64),
+            rows[k[hit]].astype(np.int64),
+            d[hit].astype(np.int64),
+        )
+    qi_all = np.repeat(nz // starts.shape[1], ln)
+    g ^= _words(qwords.view("V32").reshape(-1).take(qi_all).view(np.uint8))
+    b = np.bitwise_count(g)  # (k, 4) uint8
+    s01 = b[:, 0] + b[:, 1]
+    k = np.nonzero(s01 <= t)[0]
+    if k.size == 0:
+        return _empty3()
+    bk = b[k]
+    d = s01[k]
+    d += bk[:, 2]
+    d += bk[:, 3]
     hit = np.nonzero(d <= t)[0]
-    qi = np.zeros(hit.size, dtype=np.int64) if qi_all is None else qi_all[hit]
-    return qi, rows[hit].astype(np.int64), d[hit]
+    kh = k[hit]
+    return qi_all[kh], rows[kh].astype(np.int64), d[hit].astype(np.int64)
 
 
 def _assemble(
