@@ -54,7 +54,7 @@ TRIM_MIN_REMOVED = 0.02
 #: Images smaller than this (either side) are hashed plainly: no trimming, no regions.
 MIN_SIDE = 32
 #: Deskew: corner/background colour tolerance (content = pixels further than this from it).
-DESKEW_TOLERANCE = 24
+DESKEW_TOLERANCE = 8
 #: Listing-side region variants: name -> fraction of the (trimmed) image kept, centred.
 REGIONS: tuple[tuple[str, float], ...] = (("region90", 0.90),)
 #: A listing variant closer than this to an already-kept hash adds nothing and is dropped.
