@@ -147,6 +147,24 @@ def test_caption_and_screenshot_match_via_trimmed(name: str, edit: str) -> None:
     assert qname == "trimmed"
 
 
+def test_listed_media_with_its_own_frame_meets_a_captioned_copy_half_way() -> None:
+    """The listed original has a white frame; the query adds a caption bar above that frame. Neither
+    plain hash matches; both sides trim to the photo, so trimmed meets trimmed."""
+    px = _pixels("16.png")
+    h, w = px.shape[:2]
+    framed = Image.new("RGB", (w + 120, h + 120), (255, 255, 255))
+    framed.paste(Image.fromarray(px), (60, 60))
+    listed_px = _jpeg(framed)
+    listed = _listed(listed_px)
+    assert "trimmed" in {v.name for v in listed}
+    query_px = decode_image(edits.apply_edit("caption", Image.fromarray(listed_px), 2)).pixels
+    query = query_variants(query_px)
+    assert hamming(query[0].pdq, listed[0].pdq) > THRESHOLD
+    dist, qname, lname = _best(query, listed)
+    assert dist <= THRESHOLD
+    assert (qname, lname) == ("trimmed", "trimmed")
+
+
 def test_all_flat_image_has_no_trimmed_variant() -> None:
     flat = np.full((300, 400, 3), 200, dtype=np.uint8)
     assert trim_box(flat) is None
