@@ -1,24 +1,27 @@
-"""Robust PDQ matching beyond the plain hash: dihedral, border/bar trimming and region variants.
+"""Robust PDQ matching beyond the plain hash: dihedral, border/bar trimming, deskew and region variants.
 
 Plain PDQ survives photometric edits (JPEG, resize, blur, brightness, greyscale) but not geometric ones.
 This module adds a small number of extra hashes on each side of a match:
 
 * **Query side** (:func:`query_variants`): the 8 dihedral hashes of the image (one DCT, so flips and
-  90-degree rotations cost almost nothing), plus the hash of the image with flat borders, frames and
-  caption/status/navigation bars trimmed away (``trimmed``).
-* **Listing side** (:func:`listing_variants`): besides the plain hash, the ``trimmed`` hash (so an
-  original with a flat background trims to the same place as a padded or captioned copy) and a hash of
-  the centre of the main photo region (``region90``) so that a cropped copy matches by its plain hash.
+  90-degree rotations cost almost nothing); ``trimmed``, the hash of the image with flat borders,
+  frames and caption/status/app/navigation bars removed (:func:`trim_box`); and ``deskewed``, the hash
+  of a photo rotated by a small angle onto a flat background, rotated back (:func:`deskew_angle`).
+* **Listing side** (:func:`listing_variants`): besides the plain hash, ``trimmed`` (same trimming, so an
+  original with flat borders of its own meets a padded or captioned copy half-way) and ``region90``,
+  the centred 90% of the (trimmed) image, so that a centrally cropped copy matches by its plain hash.
 
 A match is any query variant within the PDQ threshold of any listed hash (plain or listing variant);
 hashes with quality below the caller's minimum are skipped by the caller.
 
-Trimming (:func:`trim_box`) works on a downscaled copy (at most :data:`TRIM_WORK_SIDE` pixels per side):
-lines (rows/columns) are stripped from each edge inward, first while they are *entirely* flat (pad,
-letterbox; ``>= 97%`` of pixels within :data:`TRIM_TOLERANCE` of the line's median colour), then while
-they are *flat-dominant* (``>= 60%``: a bar with text or icons on it). Each line is compared with its own
-median colour, so the colour may change from one bar to the next (status bar, app bar, letterbox, nav
-bar). If less than :data:`TRIM_MIN_KEEP` of either dimension would remain, there is no trimmed variant.
+Trimming works on a copy subsampled to at most :data:`TRIM_WORK_SIDE` pixels per side. Lines (rows and
+columns) are stripped from each edge inward: first *border* lines (>= :data:`TRIM_BORDER_FRACTION` of
+pixels within :data:`TRIM_TOLERANCE` of the line's dominant colour: pads, letterboxes), rows and columns
+alternately until stable; then also *bar* lines that continue a border's colour with text or icons on
+them (see :func:`_scan_edge`), so the colour may change from bar to bar (status bar, app bar, letterbox,
+nav bar) but smooth photo content (sky, a wall) next to a bar is kept. If less than
+:data:`TRIM_MIN_KEEP` of either dimension would remain there is no trimmed variant. Each edge is then
+refined at full resolution. Measured figures and limits: docs/robustness.md.
 """
 
 from __future__ import annotations
@@ -37,11 +40,11 @@ RGBArray = npt.NDArray[np.uint8]
 
 #: Trimming analyses a copy subsampled to at most this many pixels on its long side.
 TRIM_WORK_SIDE = 256
-#: A pixel is "flat" when every channel is within this many levels of the line's median colour.
+#: A pixel is "flat" when every channel is within this many levels of the line's dominant colour.
 TRIM_TOLERANCE = 4
 #: Phase 1 strips lines with at least this fraction of flat pixels (uniform borders, letterbox).
 TRIM_BORDER_FRACTION = 0.97
-#: Phase 2 strips lines with at least this fraction of flat pixels (bars carrying text or icons).
+#: Phase 2 strips bar lines whose smoothed flat fraction reaches this (bars carrying text or icons).
 TRIM_BAR_FRACTION = 0.60
 #: Phase 2: a line continues a bar only if its dominant colour is within this of the bar colour.
 TRIM_BAR_COLOUR = 12
