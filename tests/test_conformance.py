@@ -122,7 +122,7 @@ def test_dihedral_file_order_matches_dihedral_names() -> None:
         "bridge-7-flip-plus-1.jpg",
         "bridge-8-flip-minus-1.jpg",
     ]
-    assert DIHEDRAL_NAMES[:4] == ("original", "rotate90", "rotate180", "rotate270")
+    assert DIHEDRAL_NAMES[:4] == ("original", "rotate90_ccw", "rotate180", "rotate90_cw")
 
 
 @pytest.mark.parametrize("index", range(8), ids=list(DIHEDRAL_NAMES))
@@ -137,18 +137,17 @@ def test_dihedral_files_match_dihedral_hashes_of_original(index: int) -> None:
     assert all(d > 31 for i, d in enumerate(distances) if i != index), distances
 
 
-# What each DIHEDRAL_NAMES entry means in pixel terms (numpy, rows = y): note that Meta's
-# "flip_horizontal"/"flipx" mirrors about the horizontal axis (upside down), "rotate90" is
-# counter-clockwise, "flip_diagonal" is the transpose.
+# What each DIHEDRAL_NAMES entry means in pixel terms (numpy, rows = y): Meta's "flipx" mirrors
+# about the horizontal axis (upside down), its "rotate90" is counter-clockwise.
 PIXEL_OPS: dict[str, Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.uint8]]] = {
     "original": lambda a: a,
-    "rotate90": lambda a: np.rot90(a, 1),
+    "rotate90_ccw": lambda a: np.rot90(a, 1),
     "rotate180": lambda a: np.rot90(a, 2),
-    "rotate270": lambda a: np.rot90(a, 3),
-    "flip_horizontal": lambda a: a[::-1],
-    "flip_vertical": lambda a: a[:, ::-1],
-    "flip_diagonal": lambda a: a.transpose(1, 0, 2),
-    "flip_antidiagonal": lambda a: np.rot90(a, 2).transpose(1, 0, 2),
+    "rotate90_cw": lambda a: np.rot90(a, 3),
+    "flip_top_bottom": lambda a: a[::-1],
+    "flip_left_right": lambda a: a[:, ::-1],
+    "transpose": lambda a: a.transpose(1, 0, 2),
+    "transverse": lambda a: np.rot90(a, 2).transpose(1, 0, 2),
 }
 
 

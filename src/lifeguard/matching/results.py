@@ -19,7 +19,7 @@ class Match:
     value: str  # the listed hash (for vPDQ: summary, not the frames)
     distance: int
     variant: VariantKind
-    query_variant: str  # e.g. "original", "rotate90", "trimmed", "md5"
+    query_variant: str  # e.g. "original", "rotate90_ccw", "trimmed", "md5"
     listed_variant: str  # "plain", "trimmed", "region90", ...
     categories: tuple[str, ...] = ()
     suppressed_by: tuple[int, ...] = ()  # allow-list entry ids that suppressed this match

@@ -30,7 +30,7 @@ Kind = Literal["image", "video"]
 
 @dataclass(frozen=True, slots=True)
 class HashVariant:
-    """A PDQ hash of a transformed view of the media: ``name`` says which (``rotate90``, ``trimmed``...)."""
+    """A PDQ hash of a transformed view of the media: ``name`` says which (``rotate90_ccw``, ``trimmed``...)."""
 
     name: str
     pdq: str

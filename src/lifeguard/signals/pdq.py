@@ -8,17 +8,21 @@ import numpy as np
 import numpy.typing as npt
 import pdqhash
 
-#: Names of the 8 dihedral variants, in the order ``pdqhash.compute_dihedral`` returns them.
 DIHEDRAL_NAMES: tuple[str, ...] = (
     "original",
-    "rotate90",
+    "rotate90_ccw",  # the image turned 90 degrees counter-clockwise (numpy rot90 k=1)
     "rotate180",
-    "rotate270",
-    "flip_horizontal",
-    "flip_vertical",
-    "flip_diagonal",
-    "flip_antidiagonal",
+    "rotate90_cw",  # turned 90 degrees clockwise
+    "flip_top_bottom",  # mirrored about the horizontal axis (Meta's "flipX")
+    "flip_left_right",  # mirrored about the vertical axis (Meta's "flipY")
+    "transpose",  # mirrored about the main diagonal (Meta's "flipPlus1")
+    "transverse",  # mirrored about the anti-diagonal (Meta's "flipMinus1")
 )
+"""Names of the 8 dihedral variants, in the order ``pdqhash.compute_dihedral`` returns them.
+
+Variant *i* is the hash of the image after that transform. As a query variant it means: the query,
+so transformed, matched the listed hash (a query that is a listed photo turned clockwise matches through
+``rotate90_ccw``)."""
 
 PDQ_BITS = 256
 
