@@ -219,7 +219,7 @@ def hash_bytes(
 def _video_hashes(path: Path, base: MediaHashes, settings: Settings) -> MediaHashes:
     from lifeguard.signals.video import hash_video
 
-    vh = hash_video(path, seconds_per_hash=settings.vpdq_seconds_per_hash)
+    vh = hash_video(path, seconds_per_hash=settings.vpdq_seconds_per_hash, settings=settings)
     base.vpdq = list(vh.frames)
     base.duration = vh.duration
     good = [f for f in vh.frames if f.quality >= settings.pdq_quality_threshold]
