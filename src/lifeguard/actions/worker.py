@@ -1,0 +1,255 @@
+"""``lifeguard worker``: delivers queued webhooks at least once.
+
+Loop: claim up to ``concurrency`` due deliveries under a lease, POST them in parallel (each within
+``timeout_s``), record each outcome; sleep ``poll_s`` when nothing is due. A 2xx marks a delivery
+delivered. Network errors, timeouts, 408/425/429 and 5xx are retried with exponential back-off and
+jitter until ``max_attempts``; 3xx and other 4xx go to the dead-letter queue at once.
+
+Retry delay after attempt *n* (1-based): ``d = min(backoff_max_s, backoff_base_s * 2**(n-1))``, then
+a uniform draw from ``[d/2, d]`` ("equal jitter"), raised to a ``Retry-After`` the receiver sent
+(capped at ``backoff_max_s``).
+
+Run as ``lifeguard worker`` or ``python -m lifeguard.actions.worker`` (same options).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import random
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from lifeguard.actions.outbox import Claimed, claim, finish
+from lifeguard.actions.webhooks import (
+    IDEMPOTENCY_HEADER,
+    SIGNATURE_HEADER,
+    USER_AGENT,
+    SendResult,
+    payload_bytes,
+    post,
+    safe_url,
+    signature_header,
+)
+from lifeguard.banks.service import InvalidField
+from lifeguard.store.db import Database
+from lifeguard.store.models import utcnow
+
+log = logging.getLogger("lifeguard.actions.worker")
+
+Clock = Callable[[], dt.datetime]
+Sender = Callable[[str, bytes, dict[str, str]], SendResult]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    #: Deadline for one POST (connect, send, response).
+    timeout_s: float = 10.0
+    #: How long a claim is held; must exceed the POST deadline with margin. A crashed worker's
+    #: deliveries are retried by others after this long.
+    lease_s: float = 60.0
+    #: Deliveries claimed and sent in parallel per round.
+    concurrency: int = 4
+    #: Sleep between polls when nothing is due.
+    poll_s: float = 1.0
+    #: Attempts (claims) per delivery before it becomes a dead letter.
+    max_attempts: int = 15
+    backoff_base_s: float = 10.0
+    backoff_max_s: float = 3600.0
+    #: Refuse to connect to loopback, private, link-local, multicast and reserved addresses.
+    block_private: bool = False
+
+    def __post_init__(self) -> None:
+        def positive(name: str, v: float) -> None:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise InvalidField(f"{name}: expected a positive number, got {v!r}")
+
+        for name in ("timeout_s", "lease_s", "poll_s", "backoff_base_s", "backoff_max_s"):
+            positive(name, getattr(self, name))
+        for name in ("concurrency", "max_attempts"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000:
+                raise InvalidField(f"{name}: expected an integer 1..1000, got {v!r}")
+        if self.lease_s < 2 * self.timeout_s:
+            raise InvalidField(
+                f"lease_s ({self.lease_s:g}) must be at least twice timeout_s ({self.timeout_s:g}), "
+                "or a slow delivery could be claimed again while still in flight"
+            )
+        if self.backoff_max_s < self.backoff_base_s:
+            raise InvalidField(
+                f"backoff_max_s ({self.backoff_max_s:g}) is below backoff_base_s "
+                f"({self.backoff_base_s:g})"
+            )
+
+
+def backoff_delay(attempt: int, cfg: WorkerConfig, rng: random.Random) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (1-based)."""
+    d = min(cfg.backoff_max_s, cfg.backoff_base_s * 2.0 ** min(max(attempt - 1, 0), 60))
+    return d / 2 + rng.random() * d / 2
+
+
+@dataclass
+class WorkerStats:
+    claimed: int = 0
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+    lost_leases: int = 0
+
+
+@dataclass
+class Worker:
+    db: Database
+    config: WorkerConfig = field(default_factory=WorkerConfig)
+    clock: Clock = utcnow
+    rng: random.Random = field(default_factory=random.Random)
+    #: ``sender(url, body, headers) -> SendResult``; default: :func:`lifeguard.actions.webhooks.post`.
+    sender: Sender | None = None
+    worker_id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    )
+    stats: WorkerStats = field(default_factory=WorkerStats)
+
+    def _send(self, url: str, body: bytes, headers: dict[str, str]) -> SendResult:
+        if self.sender is not None:
+            return self.sender(url, body, headers)
+        return post(
+            url,
+            body,
+            headers,
+            timeout_s=self.config.timeout_s,
+            block_private=self.config.block_private,
+        )
+
+    def deliver(self, c: Claimed) -> str:
+        """Send one claimed delivery and record the outcome; returns the new status."""
+        started = self.clock()
+        if c.url is None or c.secret is None:
+            res = SendResult("dead", None, "rule removed before delivery")
+        else:
+            body = payload_bytes(c.event.to_json(), c.id)
+            ts = int(started.timestamp())
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
+                SIGNATURE_HEADER: signature_header(c.secret, body, ts),
+                IDEMPOTENCY_HEADER: str(c.id),
+                "Lifeguard-Event-Id": str(c.event.id),
+                "Lifeguard-Delivery-Id": str(c.id),
+                "Lifeguard-Attempt": str(c.attempts),
+            }
+            try:
+                res = self._send(c.url, body, headers)
+            except Exception as e:  # a sender bug must not kill the worker or lose the row
+                log.exception("delivery %d: sender raised", c.id)
+                res = SendResult("retry", None, f"internal error: {type(e).__name__}: {e}")
+        now = self.clock()
+        status: str
+        nxt: dt.datetime | None = None
+        error = res.error
+        if res.outcome == "delivered":
+            status = "delivered"
+        elif res.outcome == "dead":
+            status = "dead"
+        elif c.attempts >= self.config.max_attempts:
+            status = "dead"
+            error = f"gave up after {c.attempts} attempts: {res.error}"
+        else:
+            status = "pending"
+            delay = backoff_delay(c.attempts, self.config, self.rng)
+            if res.retry_after is not None:
+                delay = max(delay, min(res.retry_after, self.config.backoff_max_s))
+            nxt = now + dt.timedelta(seconds=delay)
+        ok = finish(
+            self.db,
+            c,
+            now=now,
+            attempted_at=started,
+            status=status,  # type: ignore[arg-type]
+            http_status=res.status,
+            error=error,
+            next_attempt_at=nxt,
+        )
+        where = safe_url(c.url) if c.url else "-"
+        if not ok:
+            self.stats.lost_leases += 1
+            log.warning("delivery %d: lease lost before recording %s (%s)", c.id, status, where)
+            return "lease_lost"
+        if status == "delivered":
+            self.stats.delivered += 1
+            log.info("delivery %d -> %s: delivered (attempt %d)", c.id, where, c.attempts)
+        elif status == "dead":
+            self.stats.dead += 1
+            log.warning("delivery %d -> %s: dead letter: %s", c.id, where, error)
+        else:
+            self.stats.retried += 1
+            log.info(
+                "delivery %d -> %s: attempt %d failed (%s); retry at %s",
+                c.id,
+                where,
+                c.attempts,
+                error,
+                nxt.isoformat() if nxt else "?",
+            )
+        return status
+
+    def claim(self) -> list[Claimed]:
+        got = claim(
+            self.db,
+            now=self.clock(),
+            limit=self.config.concurrency,
+            lease_s=self.config.lease_s,
+            owner=self.worker_id,
+            max_attempts=self.config.max_attempts,
+        )
+        self.stats.claimed += len(got)
+        return got
+
+    def run_once(self, pool: ThreadPoolExecutor | None = None) -> int:
+        """Claim one batch and deliver it; returns how many deliveries were attempted."""
+        batch = self.claim()
+        if not batch:
+            return 0
+        if pool is None or len(batch) == 1:
+            for c in batch:
+                self.deliver(c)
+        else:
+            list(pool.map(self.deliver, batch))
+        return len(batch)
+
+    def run(self, stop: threading.Event | None = None, *, drain: bool = False) -> WorkerStats:
+        """Deliver until ``stop`` is set (or, with ``drain``, until nothing is due)."""
+        stop = stop or threading.Event()
+        log.info("worker %s started (%s)", self.worker_id, self.config)
+        with ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="webhook") as pool:
+            while not stop.is_set():
+                try:
+                    n = self.run_once(pool)
+                except Exception:
+                    # The database went away or similar: leases protect the rows; try again.
+                    log.exception("worker round failed; retrying in %.1f s", self.config.poll_s)
+                    n = 0
+                if n == 0:
+                    if drain:
+                        break
+                    stop.wait(self.config.poll_s)
+        log.info("worker %s stopped: %s", self.worker_id, self.stats)
+        return self.stats
+
+
+def main() -> None:
+    from lifeguard.actions.cli_commands import app
+
+    app(["worker", *__import__("sys").argv[1:]], prog_name="python -m lifeguard.actions.worker")
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["Worker", "WorkerConfig", "WorkerStats", "backoff_delay"]
