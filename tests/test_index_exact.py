@@ -156,3 +156,31 @@ def test_bad_input() -> None:
         ExactIndex(0)
     assert len(idx) == 0
     assert idx.query("0x" + "00" * 16) == []
+
+
+def test_structurally_invalid_file_with_valid_checksums(tmp_path: Path) -> None:
+    """A well-formed container whose digests are out of order (or ids repeat) is rejected."""
+    from lifeguard.index.fileformat import write_index_file
+
+    def write(keys: list[bytes], ids: list[int]) -> Path:
+        p = tmp_path / "crafted.lgx"
+        write_index_file(
+            p,
+            "lifeguard.exact-index",
+            1,
+            {"digest_bytes": 4, "n_main": len(keys), "n_main_live": len(keys), "n_delta": 0},
+            {
+                "keys": np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(-1, 4),
+                "ids": np.array(ids, dtype=np.int64),
+                "alive": np.ones(len(keys), dtype=np.uint8),
+                "delta_ids": np.zeros(0, dtype=np.int64),
+                "delta_keys": np.zeros((0, 4), dtype=np.uint8),
+            },
+        )
+        return p
+
+    assert ExactIndex.load(write([b"a\0\0\0", b"a\0\0\1"], [2, 1])).query(b"a\0\0\1") == [1]
+    with pytest.raises(IndexFileError, match="not sorted"):
+        ExactIndex.load(write([b"b\0\0\0", b"a\0\0\0"], [1, 2]))
+    with pytest.raises(IndexFileError, match="duplicate ids"):
+        ExactIndex.load(write([b"a\0\0\0", b"b\0\0\0"], [1, 1]))

@@ -324,15 +324,16 @@ class ExactIndex:
         d_k = f.array("delta_keys", "|u1", (n_delta, d), verify=verify)
         if int(alive.sum()) != n_live:
             raise IndexFileError(f"{path}: tombstone mask disagrees with n_main_live")
-        if n > 1:
-            order = _sort_order(keys, ids)
-            if not np.array_equal(order, np.arange(n)):
-                raise IndexFileError(f"{path}: digests are not sorted")
-            if np.unique(ids).size != n:
-                raise IndexFileError(f"{path}: duplicate ids in the main section")
+        if n > 1:  # adjacent rows strictly increasing in (digest, id): linear, no sort
+            sk = keys.view(f"S{d}").reshape(n)
+            ok = (sk[1:] > sk[:-1]) | ((sk[1:] == sk[:-1]) & (ids[1:] > ids[:-1]))
+            if not bool(ok.all()):
+                raise IndexFileError(f"{path}: digests are not sorted by (digest, id)")
         idx = cls(d, **kwargs)
         with idx._lock:
             idx._set_main(keys, ids, alive)
+            if n > 1 and not bool(np.all(idx._m_id_sorted[1:] > idx._m_id_sorted[:-1])):
+                raise IndexFileError(f"{path}: duplicate ids in the main section")
             if n_delta:
                 if np.unique(d_i).size != n_delta:
                     raise IndexFileError(f"{path}: duplicate ids in the delta section")
