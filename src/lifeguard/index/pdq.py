@@ -295,8 +295,9 @@ class PdqIndex:
     before it started).
 
     Tuning (keyword-only, not persisted): ``auto_compact`` – compact when the delta buffer reaches
-    this many slots (``None``: never automatically; an ``add`` of at least this many items builds
-    the main structure directly); ``scan_below`` – index sizes up to this are scanned, not probed;
+    this many slots, synchronously inside that ``add`` call (``None``: never automatically — run
+    :meth:`compact` from a background thread instead); an ``add`` of at least this many items
+    builds the main structure directly; ``scan_below`` – index sizes up to this are scanned, not probed;
     ``scan_fraction`` – a query whose probed buckets hold more than this fraction of the rows is
     answered by a scan (clustered data); ``block`` – candidates verified per numpy step (bounds
     temporary memory, about 100 bytes per candidate; small blocks stay in cache); ``scan_block`` –
