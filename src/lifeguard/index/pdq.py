@@ -226,6 +226,14 @@ class _Main:
     @classmethod
     def build(cls, ids: I64, hashes: U8) -> _Main:
         """From unique ids (any order) and their hashes."""
+        return cls.build_consuming([ids, hashes])
+
+    @classmethod
+    def build_consuming(cls, box: list[Any]) -> _Main:
+        """:meth:`build` from ``box = [ids, hashes]``, emptied first so that (when the caller
+        keeps no other reference) the unsorted arrays are freed once the sorted copies exist."""
+        ids: I64 = box.pop(0)
+        hashes: U8 = box.pop(0)
         n = int(ids.shape[0])
         if n >= 1 << 32:
             raise ValueError("a PDQ index holds at most 2**32 - 1 items")
@@ -516,8 +524,9 @@ class PdqIndex:
                     hashes = np.concatenate([hashes[keep], e_h])
                 else:
                     ids, hashes = e_ids, e_h
-            new_main = _Main.build(ids, hashes)
+            box: list[Any] = [ids, hashes]
             del ids, hashes
+            new_main = _Main.build_consuming(box)
         except BaseException:
             with self._lock:
                 self._journal = None
