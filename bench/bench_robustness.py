@@ -36,14 +36,13 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from edits import EDITS, apply_edit
 from lifeguard.signals.image import decode_image
-from lifeguard.signals.pdq import DIHEDRAL_NAMES, hexes_to_array, pdq_from_pixels
+from lifeguard.signals.pdq import hexes_to_array, pdq_from_pixels
 from lifeguard.signals.variants import listing_variants, query_variants
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
 THRESHOLD = 31
 MIN_QUALITY = 50
 
-QUERY_NAMES = [*DIHEDRAL_NAMES, "trimmed"]
 EDIT_NAMES = ["none", *EDITS]  # "none" = the original photo itself
 
 
