@@ -36,9 +36,12 @@ class Live:
         st: AppState = self.app.state.lg
         return st
 
-    def client(self, token: str | None = None, **kw: Any) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30, **kw)
+    def client(
+        self, token: str | None = None, headers: dict[str, str] | None = None, **kw: Any
+    ) -> httpx.Client:
+        h = {"Authorization": f"Bearer {token}"} if token else {}
+        h.update(headers or {})
+        return httpx.Client(base_url=self.base_url, headers=h, timeout=30, **kw)
 
     def key(self, *scopes: str, rate: float | None = None) -> str:
         _, token = self.state.keys.create("test", scopes or SCOPES, rate_limit_per_s=rate)

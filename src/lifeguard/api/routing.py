@@ -223,3 +223,21 @@ class GuardedRoute(APIRoute):
             return await handler(request)
 
         return guarded
+
+
+def route_table(routes: Any) -> list[tuple[str, str, str | None, GuardedRoute | None]]:
+    """``(method, path, scope, route)`` for every route of an app (``app.routes``), following
+    included routers. ``route`` is None for routes that are not guarded (FastAPI's docs)."""
+    from fastapi.routing import iter_route_contexts
+
+    out: list[tuple[str, str, str | None, GuardedRoute | None]] = []
+    for ctx in iter_route_contexts(routes):
+        r = ctx.original_route
+        path = str(getattr(ctx, "path", "") or getattr(r, "path", ""))
+        methods = sorted(getattr(r, "methods", None) or ())
+        for m in methods:
+            if isinstance(r, GuardedRoute):
+                out.append((m, path, r.required_scope, r))
+            else:
+                out.append((m, path, None, None))
+    return out
