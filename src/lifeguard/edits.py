@@ -73,13 +73,13 @@ def _text_centred(
     font = _font(size)
     # shrink until it fits the box width
     while True:
-        l, t, r, b = draw.textbbox((0, 0), text, font=font, stroke_width=2 if stroke else 0)
-        if r - l <= (box[2] - box[0]) * 0.95 or size <= 8:
+        x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font, stroke_width=2 if stroke else 0)
+        if x1 - x0 <= (box[2] - box[0]) * 0.95 or size <= 8:
             break
         size = int(size * 0.9)
         font = _font(size)
-    x = box[0] + ((box[2] - box[0]) - (r - l)) // 2 - l
-    y = box[1] + ((box[3] - box[1]) - (b - t)) // 2 - t
+    x = box[0] + ((box[2] - box[0]) - (x1 - x0)) // 2 - x0
+    y = box[1] + ((box[3] - box[1]) - (y1 - y0)) // 2 - y0
     if stroke:
         draw.text((x, y), text, font=font, fill=fill, stroke_width=2, stroke_fill=stroke)
     else:
@@ -157,7 +157,9 @@ def screenshot(im: Image.Image, rng: random.Random) -> bytes:
     app_bg = rng.choice([(33, 150, 243), (245, 245, 245), (48, 48, 48), (76, 175, 80)])
     app_ink = (0, 0, 0) if sum(app_bg) > 500 else (255, 255, 255)
     draw.rectangle((0, status_h, sw, status_h + app_h - 1), fill=app_bg)
-    _text_centred(draw, (0, status_h, sw, status_h + app_h), rng.choice(["Photos", "Gallery"]), 20, app_ink)
+    _text_centred(
+        draw, (0, status_h, sw, status_h + app_h), rng.choice(["Photos", "Gallery"]), 20, app_ink
+    )
     # content: the photo scaled to the width (or to the content height), letterboxed
     top, bottom = status_h + app_h, sh - nav_h
     avail_h = bottom - top
@@ -183,7 +185,9 @@ def jpeg30(im: Image.Image, rng: random.Random) -> bytes:
 
 def resize40(im: Image.Image, rng: random.Random) -> bytes:
     w, h = im.size
-    return _jpeg(im.resize((max(1, round(w * 0.4)), max(1, round(h * 0.4))), Image.Resampling.BILINEAR))
+    return _jpeg(
+        im.resize((max(1, round(w * 0.4)), max(1, round(h * 0.4))), Image.Resampling.BILINEAR)
+    )
 
 
 def blur(im: Image.Image, rng: random.Random) -> bytes:
