@@ -4,7 +4,7 @@
 
 Corpus: PDQ hashes of the 3.5k photos in shared/data/photos (hashed once with lifeguard.signals,
 cached in bench/out/) plus seeded random hashes up to each size. Queries: half are PDQ hashes of
-*edited* copies of corpus photos (bench/edits.py: jpeg30, resize40, bright30, crop10, caption,
+*edited* copies of corpus photos (lifeguard/edits.py: jpeg30, resize40, bright30, crop10, caption,
 blur, text -> real near matches), half random (no match). Threshold 31.
 
 Each (index, size) runs in its own subprocess so RSS is clean: build time, single-query lookups/s
@@ -76,7 +76,7 @@ def edited_queries(n: int, files: list[Path]) -> U8:
         return np.load(cache, allow_pickle=False)
     from PIL import Image
 
-    from edits import EDITS
+    from lifeguard.edits import EDITS
     from lifeguard.signals.image import decode_image
     from lifeguard.signals.pdq import pdq_from_pixels
 

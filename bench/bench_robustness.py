@@ -4,7 +4,7 @@
 
 Photos: /work/shared/data/photos (kodak/*.png first, then clothing/*.jpg, sorted; ``--limit`` takes the
 first N). Each photo is "listed" (plain PDQ + :func:`listing_variants`); each of the edits in
-``bench/edits.py`` is applied (seeded by the photo's index) and the edited copy is decoded like an upload
+``lifeguard.edits`` is applied (seeded by the photo's index) and the edited copy is decoded like an upload
 and looked up: plain = its plain hash vs listed plain hashes; lifeguard = :func:`query_variants` vs listed
 plain + listing variants. Distance <= 31, hashes with quality < 50 skipped on both sides.
 
@@ -34,7 +34,7 @@ import numpy.typing as npt
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from edits import EDITS, apply_edit
+from lifeguard.edits import EDITS, apply_edit
 from lifeguard.signals.image import decode_image
 from lifeguard.signals.pdq import hexes_to_array, pdq_from_pixels
 from lifeguard.signals.variants import listing_variants, query_variants

@@ -15,11 +15,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import PHOTOS
 from lifeguard.cli import app
 from lifeguard.settings import get_settings
 from lifeguard.signals.pdq import DIHEDRAL_NAMES
-
-from conftest import PHOTOS
 
 KODAK = sorted((PHOTOS / "kodak").glob("*.png"))
 runner = CliRunner()
@@ -44,7 +43,9 @@ def _media_dir(tmp: Path) -> Path:
     (d / "sub").mkdir(parents=True)
     shutil.copy(KODAK[0], d / "a.png")
     with Image.open(KODAK[1]) as im:
-        im.convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(d / "sub" / "b-flipped.jpg", quality=90)
+        im.convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(
+            d / "sub" / "b-flipped.jpg", quality=90
+        )
     shutil.copy(KODAK[9], d / "sub" / "c-unlisted.png")
     (d / "sub" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0not a jpeg at all")
     (d / "empty.png").write_bytes(b"")
@@ -59,7 +60,12 @@ def test_hash_folder_recurses_and_reports_errors_per_file(env: Path) -> None:
     recs = {Path(r["path"]).name: r for r in map(json.loads, out.splitlines())}
     assert set(recs) == {"a.png", "b-flipped.jpg", "c-unlisted.png", "broken.jpg", "empty.png"}
     a = recs["a.png"]
-    assert len(a["pdq"]) == 64 and a["quality"] >= 50 and len(a["md5"]) == 32 and len(a["sha256"]) == 64
+    assert (
+        len(a["pdq"]) == 64
+        and a["quality"] >= 50
+        and len(a["md5"]) == 32
+        and len(a["sha256"]) == 64
+    )
     assert recs["broken.jpg"]["error"]["code"] in ("corrupt", "truncated", "unsupported")
     assert recs["empty.png"]["error"]["code"] == "empty"
     code, out, _ = run("hash", str(d / "a.png"), "--format", "table")
@@ -78,13 +84,24 @@ def test_bank_lifecycle_import_export_and_match(env: Path) -> None:
     lst = env / "list.txt"
     good = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
     lst.write_text(f"# a comment\n{good}\n{'0' * 63}\n")
-    code, out, err = run("bank", "import", "KNOWN", str(lst), "--signal-type", "pdq", "--rejections", str(env / "rej.jsonl"))
+    code, out, err = run(
+        "bank",
+        "import",
+        "KNOWN",
+        str(lst),
+        "--signal-type",
+        "pdq",
+        "--rejections",
+        str(env / "rej.jsonl"),
+    )
     assert code == 0 and "1 added" in out.replace(",", "") and "line 3" in err
     rej = [json.loads(x) for x in (env / "rej.jsonl").read_text().splitlines()]
     assert rej[0]["line"] == 3 and "length" in rej[0]["reason"]
     code, out, _ = run("bank", "list", "--format", "jsonl")
     bank = json.loads(out.splitlines()[0])
-    assert bank["name"] == "KNOWN" and bank["entries"]["active"] == 5 and bank["categories"] == ["A1"]
+    assert (
+        bank["name"] == "KNOWN" and bank["entries"]["active"] == 5 and bank["categories"] == ["A1"]
+    )
     code, _, _ = run("bank", "export", "KNOWN", "--out", str(env / "out.csv"))
     assert code == 0 and good in (env / "out.csv").read_text()
 
@@ -155,7 +172,13 @@ def test_real_subprocess_hash(tmp_path: Path, db_url: str) -> None:
     f = tmp_path / "x.jpg"
     f.write_bytes(buf.getvalue())
     env = {**os.environ, "LIFEGUARD_DATA_DIR": str(tmp_path / "d")}
-    r = subprocess.run([str(exe), "hash", str(f), str(tmp_path / "missing.jpg")], capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run(
+        [str(exe), "hash", str(f), str(tmp_path / "missing.jpg")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     recs = [json.loads(x) for x in r.stdout.splitlines()]
     assert recs[0]["pdq"] and recs[1]["error"]["code"] == "not_found"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from conftest import PHOTOS
 from lifeguard.banks import Banks
 from lifeguard.banks.media import add_media
 from lifeguard.errors import InvalidSignal
@@ -17,8 +18,6 @@ from lifeguard.settings import Settings
 from lifeguard.signals.hasher import hash_bytes, hash_file
 from lifeguard.signals.pdq import hamming
 from lifeguard.store.db import Database
-
-from conftest import PHOTOS
 
 KODAK = sorted((PHOTOS / "kodak").glob("*.png"))
 
@@ -46,7 +45,9 @@ def _edited(path: Path, how: str) -> bytes:
     elif how == "soft":
         from PIL import ImageFilter
 
-        return _jpeg(im.filter(ImageFilter.GaussianBlur(4)).resize((im.width // 3, im.height // 3)), 25)
+        return _jpeg(
+            im.filter(ImageFilter.GaussianBlur(4)).resize((im.width // 3, im.height // 3)), 25
+        )
     return _jpeg(im)
 
 
@@ -68,11 +69,14 @@ def listed(banks: Banks, settings: Settings) -> list[list[int]]:
 
 
 def _match(m: Matcher, data: bytes, settings: Settings, variants: bool = True):  # type: ignore[no-untyped-def]
-    return m.match_media(hash_bytes(data, "q.jpg", settings, query_variants=variants), variants=variants)
+    return m.match_media(
+        hash_bytes(data, "q.jpg", settings, query_variants=variants), variants=variants
+    )
 
 
 @pytest.mark.parametrize(
-    ("edit", "variant"), [("jpeg", "plain"), ("flip", "dihedral"), ("rot90", "dihedral"), ("pad", "trimmed")]
+    ("edit", "variant"),
+    [("jpeg", "plain"), ("flip", "dihedral"), ("rot90", "dihedral"), ("pad", "trimmed")],
 )
 def test_edited_copies_match_through_the_right_variant(
     db: Database, settings: Settings, listed: list[list[int]], edit: str, variant: str
@@ -89,7 +93,9 @@ def test_edited_copies_match_through_the_right_variant(
     assert plain.matched == (variant == "plain")
 
 
-def test_unlisted_photos_do_not_match(db: Database, settings: Settings, listed: list[list[int]]) -> None:
+def test_unlisted_photos_do_not_match(
+    db: Database, settings: Settings, listed: list[list[int]]
+) -> None:
     m = Matcher(db, settings)
     for p in KODAK[6:14]:
         res = m.match_media(hash_file(p, settings, query_variants=True))
@@ -162,7 +168,9 @@ def test_allow_list_suppresses_known_false_positive(
     assert m.match_media(hash_file(KODAK[5], settings)).matched
 
 
-def test_match_signals_exact_and_pdq(db: Database, settings: Settings, listed: list[list[int]]) -> None:
+def test_match_signals_exact_and_pdq(
+    db: Database, settings: Settings, listed: list[list[int]]
+) -> None:
     m = Matcher(db, settings)
     h = hash_file(KODAK[0], settings)
     assert m.match_signals([("md5", h.md5)]).matches[0].variant == "exact"
@@ -193,7 +201,11 @@ def test_snapshot_round_trip_then_deltas(
     assert fresh.match_media(late).matched
     assert fresh.match_media(hash_file(KODAK[1], settings)).matched
     # A damaged snapshot costs a rebuild, never a wrong answer.
-    for f in (settings.index_dir / "pdq").rglob("*") if (settings.index_dir / "pdq").is_dir() else [settings.index_dir / "pdq"]:
+    for f in (
+        (settings.index_dir / "pdq").rglob("*")
+        if (settings.index_dir / "pdq").is_dir()
+        else [settings.index_dir / "pdq"]
+    ):
         if f.is_file():
             f.write_bytes(b"garbage")
     broken = Matcher(db, settings)

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import itertools
 import random
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
@@ -16,6 +12,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from conftest import PHOTOS
+from lifeguard import edits
 from lifeguard.errors import MediaError
 from lifeguard.signals.image import decode_image
 from lifeguard.signals.pdq import DIHEDRAL_NAMES, hamming, pdq_from_pixels
@@ -29,19 +26,6 @@ from lifeguard.signals.variants import (
 
 THRESHOLD = 31
 KODAK = PHOTOS / "kodak"
-
-
-def _load_edits() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "bench" / "edits.py"
-    spec = importlib.util.spec_from_file_location("lifeguard_bench_edits", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-edits = _load_edits()
 
 
 def _pixels(name: str) -> npt.NDArray[np.uint8]:

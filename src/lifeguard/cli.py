@@ -10,7 +10,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from lifeguard.errors import LifeguardError, MediaError
@@ -18,8 +25,13 @@ from lifeguard.settings import Settings, get_settings
 from lifeguard.signals.hasher import MediaHashes, hash_file, iter_media
 
 app = typer.Typer(help="lifeguard: hash media, keep hash banks, match fast.", no_args_is_help=True)
-bank_app = typer.Typer(help="Hash banks: create, list, show, import, export, disable, delete.", no_args_is_help=True)
-entry_app = typer.Typer(help="Bank entries: add (a hash or a media file), disable, enable, remove.", no_args_is_help=True)
+bank_app = typer.Typer(
+    help="Hash banks: create, list, show, import, export, disable, delete.", no_args_is_help=True
+)
+entry_app = typer.Typer(
+    help="Bank entries: add (a hash or a media file), disable, enable, remove.",
+    no_args_is_help=True,
+)
 index_app = typer.Typer(help="The in-memory index snapshot.", no_args_is_help=True)
 app.add_typer(bank_app, name="bank")
 app.add_typer(entry_app, name="entry")
@@ -63,7 +75,9 @@ def _error_record(path: Path, e: MediaError) -> dict[str, Any]:
     return {"path": str(path), "error": {"code": e.code, "message": e.message}}
 
 
-def _hash_all(paths: list[Path], settings: Settings, *, query_variants: bool = False) -> Iterator[tuple[Path, MediaHashes | MediaError]]:
+def _hash_all(
+    paths: list[Path], settings: Settings, *, query_variants: bool = False
+) -> Iterator[tuple[Path, MediaHashes | MediaError]]:
     for p in iter_media(paths):
         try:
             yield p, hash_file(p, settings, query_variants=query_variants)
@@ -76,7 +90,9 @@ def _hash_all(paths: list[Path], settings: Settings, *, query_variants: bool = F
 def hash_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders (folders recurse).")],
     fmt: FormatOpt = "jsonl",
-    variants: Annotated[bool, typer.Option(help="Also print the query variants (dihedral, trimmed).")] = False,
+    variants: Annotated[
+        bool, typer.Option(help="Also print the query variants (dihedral, trimmed).")
+    ] = False,
 ) -> None:
     """Hash media: one JSON object per file (path, pdq, quality, md5, sha256, ... or error)."""
     _check_format(fmt)
@@ -97,7 +113,14 @@ def hash_cmd(
             note = "low quality" if res.low_quality else ""
             if res.kind == "video":
                 note = f"{len(res.vpdq)} vPDQ frames"
-            table.add_row(str(p), res.kind, res.pdq or "-", str(res.quality if res.quality is not None else "-"), res.md5, note)
+            table.add_row(
+                str(p),
+                res.kind,
+                res.pdq or "-",
+                str(res.quality if res.quality is not None else "-"),
+                res.md5,
+                note,
+            )
     if fmt == "table":
         out.print(table)
     if failed:
@@ -115,11 +138,19 @@ def _open_matcher(settings: Settings) -> Any:
     return m
 
 
-def _match_record(p: Path, res: MediaHashes | MediaError, matcher: Any, variants: bool) -> dict[str, Any]:
+def _match_record(
+    p: Path, res: MediaHashes | MediaError, matcher: Any, variants: bool
+) -> dict[str, Any]:
     if isinstance(res, MediaError):
         return _error_record(p, res)
     r = matcher.match_media(res, variants=variants)
-    rec: dict[str, Any] = {"path": str(p), "kind": res.kind, "pdq": res.pdq, "quality": res.quality, "md5": res.md5}
+    rec: dict[str, Any] = {
+        "path": str(p),
+        "kind": res.kind,
+        "pdq": res.pdq,
+        "quality": res.quality,
+        "md5": res.md5,
+    }
     rec.update(r.to_json())
     return rec
 
@@ -128,7 +159,14 @@ def _match_table(records: list[dict[str, Any]]) -> Table:
     t = Table("path", "result", "bank", "entry", "distance", "variant")
     for rec in records:
         if "error" in rec:
-            t.add_row(rec["path"], f"[red]error: {rec['error']['code']}[/red]", "", "", "", rec["error"]["message"])
+            t.add_row(
+                rec["path"],
+                f"[red]error: {rec['error']['code']}[/red]",
+                "",
+                "",
+                "",
+                rec["error"]["message"],
+            )
             continue
         ms = rec["matches"]
         if not ms:
@@ -143,7 +181,12 @@ def _match_table(records: list[dict[str, Any]]) -> Table:
                 m["bank"],
                 m["external_id"] or str(m["entry_id"]),
                 str(m["distance"]),
-                m["variant"] + ("" if m["variant"] in ("plain", "exact") else f" ({m['query_variant']}/{m['listed_variant']})"),
+                m["variant"]
+                + (
+                    ""
+                    if m["variant"] in ("plain", "exact")
+                    else f" ({m['query_variant']}/{m['listed_variant']})"
+                ),
             )
     return t
 
@@ -152,7 +195,9 @@ def _match_table(records: list[dict[str, Any]]) -> Table:
 def match_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders (folders recurse).")],
     fmt: FormatOpt = "jsonl",
-    variants: Annotated[bool, typer.Option(help="Look up dihedral and trimmed variants too.")] = True,
+    variants: Annotated[
+        bool, typer.Option(help="Look up dihedral and trimmed variants too.")
+    ] = True,
 ) -> None:
     """Match media against the banks: matched banks, entries, distances and which variant matched."""
     _check_format(fmt)
@@ -173,8 +218,12 @@ def match_cmd(
 @app.command("scan")
 def scan_cmd(
     directory: Annotated[Path, typer.Argument(help="Folder to backfill (recurses).")],
-    out_path: Annotated[Path, typer.Option("--out", "-o", help="JSONL report; an existing one is resumed.")],
-    variants: Annotated[bool, typer.Option(help="Look up dihedral and trimmed variants too.")] = True,
+    out_path: Annotated[
+        Path, typer.Option("--out", "-o", help="JSONL report; an existing one is resumed.")
+    ],
+    variants: Annotated[
+        bool, typer.Option(help="Look up dihedral and trimmed variants too.")
+    ] = True,
 ) -> None:
     """Local backfill with progress. Interrupted, it resumes: files already in the report are skipped."""
     settings = _settings()
@@ -186,7 +235,9 @@ def scan_cmd(
     matcher = _open_matcher(settings)
     matched = errors = 0
     with out_path.open("a", encoding="utf-8") as f, _progress(err) as progress:
-        task = progress.add_task(f"scanning {directory}", total=len(files) + len(done), completed=len(done))
+        task = progress.add_task(
+            f"scanning {directory}", total=len(files) + len(done), completed=len(done)
+        )
         for p in files:
             try:
                 res: MediaHashes | MediaError = hash_file(p, settings, query_variants=variants)
@@ -252,13 +303,22 @@ def _bank_json(b: Any) -> dict[str, Any]:
 
 @bank_app.command("create")
 def bank_create(
-    name: Annotated[str, typer.Argument(help="Bank name, e.g. KNOWN_MATERIAL (letters, digits, _).")],
-    kind: Annotated[str, typer.Option(help="block (matches act) or allow (known false positives suppress matches)")] = "block",
+    name: Annotated[
+        str, typer.Argument(help="Bank name, e.g. KNOWN_MATERIAL (letters, digits, _).")
+    ],
+    kind: Annotated[
+        str,
+        typer.Option(help="block (matches act) or allow (known false positives suppress matches)"),
+    ] = "block",
     description: Annotated[str, typer.Option(help="What the bank holds and why.")] = "",
     threshold: Annotated[int, typer.Option(help="PDQ match distance, 0..31.")] = 31,
-    category: Annotated[list[str] | None, typer.Option("--category", "-c", help="Category label (repeat), e.g. A1.")] = None,
+    category: Annotated[
+        list[str] | None, typer.Option("--category", "-c", help="Category label (repeat), e.g. A1.")
+    ] = None,
     supplier: Annotated[str, typer.Option(help="Who supplies the list.")] = "",
-    variants: Annotated[bool, typer.Option(help="Count matches through dihedral/trimmed/region variants.")] = True,
+    variants: Annotated[
+        bool, typer.Option(help="Count matches through dihedral/trimmed/region variants.")
+    ] = True,
     disabled: Annotated[bool, typer.Option("--disabled", help="Create it disabled.")] = False,
 ) -> None:
     """Create a bank."""
@@ -281,7 +341,17 @@ def bank_list(fmt: FormatOpt = "table") -> None:
         for b in banks:
             sys.stdout.write(json.dumps(_bank_json(b)) + "\n")
         return
-    t = Table("name", "kind", "enabled", "threshold", "categories", "active", "disabled", "removed", "supplier")
+    t = Table(
+        "name",
+        "kind",
+        "enabled",
+        "threshold",
+        "categories",
+        "active",
+        "disabled",
+        "removed",
+        "supplier",
+    )
     for b in banks:
         c = b.entry_counts
         t.add_row(
@@ -339,11 +409,20 @@ def bank_delete(
 def bank_import(
     name: str,
     path: Annotated[Path, typer.Argument(help="File to import (.gz ok).")],
-    format: Annotated[str | None, typer.Option("--format", "-f", help="plain, te, csv, tsv, jsonl, hma, json (default: detect)")] = None,
-    signal_type: Annotated[str | None, typer.Option(help="Signal type for rows that do not say (plain lists).")] = None,
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format", "-f", help="plain, te, csv, tsv, jsonl, hma, json (default: detect)"
+        ),
+    ] = None,
+    signal_type: Annotated[
+        str | None, typer.Option(help="Signal type for rows that do not say (plain lists).")
+    ] = None,
     source: Annotated[str, typer.Option(help="Provenance: the list this came from.")] = "",
     added_by: Annotated[str, typer.Option(help="Provenance: who imports.")] = "",
-    rejections: Annotated[Path | None, typer.Option(help="Write every rejected line (number, reason) as JSONL here.")] = None,
+    rejections: Annotated[
+        Path | None, typer.Option(help="Write every rejected line (number, reason) as JSONL here.")
+    ] = None,
 ) -> None:
     """Import a hash list: streamed, atomic, idempotent; every rejected line reported."""
     from lifeguard.banks import import_entries
@@ -380,7 +459,10 @@ def bank_import(
                     if not page:
                         break
                     for r in page:
-                        f.write(json.dumps({"line": r.line_no, "reason": r.reason, "text": r.text}) + "\n")
+                        f.write(
+                            json.dumps({"line": r.line_no, "reason": r.reason, "text": r.text})
+                            + "\n"
+                        )
                     after = page[-1].line_no
             err.print(f"  all rejections written to {rejections}")
 
@@ -388,8 +470,12 @@ def bank_import(
 @bank_app.command("export")
 def bank_export(
     name: str,
-    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="File (.gz ok); default standard output.")] = None,
-    format: Annotated[str | None, typer.Option("--format", "-f", help="plain, te, csv, tsv, jsonl, hma, json")] = None,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", "-o", help="File (.gz ok); default standard output.")
+    ] = None,
+    format: Annotated[
+        str | None, typer.Option("--format", "-f", help="plain, te, csv, tsv, jsonl, hma, json")
+    ] = None,
     include_disabled: Annotated[bool, typer.Option(help="Also disabled entries.")] = False,
     include_removed: Annotated[bool, typer.Option(help="Also tombstones.")] = False,
 ) -> None:
@@ -421,8 +507,14 @@ def _entry_json(e: Any) -> dict[str, Any]:
 @entry_app.command("add")
 def entry_add(
     bank: str,
-    signal: Annotated[list[str] | None, typer.Option("--signal", "-s", help="TYPE:VALUE, e.g. pdq:f8f8... (repeat)")] = None,
-    media: Annotated[list[Path] | None, typer.Option("--media", "-m", help="Media file(s) to hash and list (repeat).")] = None,
+    signal: Annotated[
+        list[str] | None,
+        typer.Option("--signal", "-s", help="TYPE:VALUE, e.g. pdq:f8f8... (repeat)"),
+    ] = None,
+    media: Annotated[
+        list[Path] | None,
+        typer.Option("--media", "-m", help="Media file(s) to hash and list (repeat)."),
+    ] = None,
     external_id: Annotated[str, typer.Option(help="The supplier's id for this item.")] = "",
     note: Annotated[str, typer.Option()] = "",
     source: Annotated[str, typer.Option(help="Provenance: where this came from.")] = "",
@@ -438,14 +530,24 @@ def entry_add(
         err.print("[red]error[/red]: give --signal TYPE:VALUE or --media PATH")
         raise typer.Exit(2)
     failed = 0
-    common: dict[str, Any] = dict(external_id=external_id, note=note, source=source, added_by=added_by, categories=category or [])
+    common: dict[str, Any] = dict(
+        external_id=external_id,
+        note=note,
+        source=source,
+        added_by=added_by,
+        categories=category or [],
+    )
     for raw in signal or []:
         stype, sep, value = raw.partition(":")
         try:
             if not sep:
-                raise LifeguardError(f"--signal must be TYPE:VALUE, got {raw!r}", code="invalid_signal")
+                raise LifeguardError(
+                    f"--signal must be TYPE:VALUE, got {raw!r}", code="invalid_signal"
+                )
             r = banks.add_entry(bank, stype, value, **common)
-            out.print(f"{'added' if r.created else 'already listed'}: entry {r.entry.id} {r.entry.signal_type} {r.entry.value}")
+            out.print(
+                f"{'added' if r.created else 'already listed'}: entry {r.entry.id} {r.entry.signal_type} {r.entry.value}"
+            )
         except LifeguardError as e:
             failed += 1
             err.print(f"[red]error[/red] ({e.code}) {raw}: {e.message}")
@@ -453,7 +555,9 @@ def entry_add(
         try:
             results = add_media(banks, bank, p, settings, **common)
             for r in results:
-                out.print(f"{'added' if r.created else 'already listed'}: entry {r.entry.id} {r.entry.signal_type} {r.entry.value[:64]} ({p})")
+                out.print(
+                    f"{'added' if r.created else 'already listed'}: entry {r.entry.id} {r.entry.signal_type} {r.entry.value[:64]} ({p})"
+                )
         except LifeguardError as e:
             failed += 1
             err.print(f"[red]error[/red] ({e.code}) {p}: {e.message}")
@@ -464,7 +568,11 @@ def entry_add(
 def _entry_status(entry_id: int, action: str, reason: str, by: str) -> None:
     banks = _banks()
     try:
-        fn = {"disable": banks.disable_entry, "enable": banks.enable_entry, "remove": banks.remove_entry}[action]
+        fn = {
+            "disable": banks.disable_entry,
+            "enable": banks.enable_entry,
+            "remove": banks.remove_entry,
+        }[action]
         e = fn(entry_id, by=by, reason=reason)
     except LifeguardError as ex:
         _fail(ex)
@@ -472,19 +580,31 @@ def _entry_status(entry_id: int, action: str, reason: str, by: str) -> None:
 
 
 @entry_app.command("disable")
-def entry_disable(entry_id: int, reason: Annotated[str, typer.Option()] = "", by: Annotated[str, typer.Option()] = "") -> None:
+def entry_disable(
+    entry_id: int,
+    reason: Annotated[str, typer.Option()] = "",
+    by: Annotated[str, typer.Option()] = "",
+) -> None:
     """Keep the entry but stop matching it."""
     _entry_status(entry_id, "disable", reason, by)
 
 
 @entry_app.command("enable")
-def entry_enable(entry_id: int, reason: Annotated[str, typer.Option()] = "", by: Annotated[str, typer.Option()] = "") -> None:
+def entry_enable(
+    entry_id: int,
+    reason: Annotated[str, typer.Option()] = "",
+    by: Annotated[str, typer.Option()] = "",
+) -> None:
     """Match a disabled entry again."""
     _entry_status(entry_id, "enable", reason, by)
 
 
 @entry_app.command("remove")
-def entry_remove(entry_id: int, reason: Annotated[str, typer.Option()] = "", by: Annotated[str, typer.Option()] = "") -> None:
+def entry_remove(
+    entry_id: int,
+    reason: Annotated[str, typer.Option()] = "",
+    by: Annotated[str, typer.Option()] = "",
+) -> None:
     """Remove an entry (a tombstone is kept for audit)."""
     _entry_status(entry_id, "remove", reason, by)
 
@@ -509,7 +629,9 @@ def index_build() -> None:
     m = Matcher(Database.open(settings), settings)
     m.load(use_snapshot=False)
     d = m.save_snapshot()
-    out.print(f"index snapshot at revision {m.revision}: {len(m.pdq):,} PDQ items (plain + listing variants), {len(m.md5):,} MD5, {len(m.sha256):,} SHA-256 -> {d}")
+    out.print(
+        f"index snapshot at revision {m.revision}: {len(m.pdq):,} PDQ items (plain + listing variants), {len(m.md5):,} MD5, {len(m.sha256):,} SHA-256 -> {d}"
+    )
 
 
 @index_app.command("status")

@@ -29,7 +29,18 @@ from lifeguard.settings import Settings
 from lifeguard.signals.hasher import hash_file, iter_media
 from lifeguard.store.db import Database
 
-DEMO_EDITS = ("flip_h", "rotate90", "pad20", "caption", "screenshot", "crop10", "jpeg30", "grey", "blur", "text")
+DEMO_EDITS = (
+    "flip_h",
+    "rotate90",
+    "pad20",
+    "caption",
+    "screenshot",
+    "crop10",
+    "jpeg30",
+    "grey",
+    "blur",
+    "text",
+)
 
 
 def find_photos() -> Path:
@@ -45,11 +56,15 @@ def find_photos() -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data-dir", type=Path, default=Path(".lifeguard-demo"))
     ap.add_argument("--listed", type=int, default=300, help="photos to list in the demo bank")
     ap.add_argument("--edited", type=int, default=20, help="listed photos to edit into queries")
-    ap.add_argument("--unlisted", type=int, default=10, help="photos not listed, mixed into the queries")
+    ap.add_argument(
+        "--unlisted", type=int, default=10, help="photos not listed, mixed into the queries"
+    )
     args = ap.parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 150)
 
@@ -68,15 +83,33 @@ def main(argv: list[str] | None = None) -> int:
         "DEMO_KNOWN_MATERIAL", kind="block", categories=["A1"], supplier="demo: benign stand-in photos",
         description="Everyday photos standing in for listed media.",
     )  # fmt: skip
-    allow = banks.create_bank("DEMO_KNOWN_FALSE_POSITIVES", kind="allow", description="Reviewed, not violating.")
+    allow = banks.create_bank(
+        "DEMO_KNOWN_FALSE_POSITIVES", kind="allow", description="Reviewed, not violating."
+    )
     listed = photos[: args.listed]
     t0 = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as p:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as p:
         task = p.add_task(f"listing {len(listed)} photos in {bank.name}", total=len(listed))
         for i, photo in enumerate(listed):
-            add_media(banks, bank.name, photo, settings, external_id=f"demo-{i:04d}", source="shared/data/photos", added_by="demo")
+            add_media(
+                banks,
+                bank.name,
+                photo,
+                settings,
+                external_id=f"demo-{i:04d}",
+                source="shared/data/photos",
+                added_by="demo",
+            )
             p.advance(task)
-    console.print(f"listed {len(listed)} photos in {time.perf_counter() - t0:.1f} s (PDQ + trimmed/region hashes + MD5)")
+    console.print(
+        f"listed {len(listed)} photos in {time.perf_counter() - t0:.1f} s (PDQ + trimmed/region hashes + MD5)"
+    )
 
     qdir = args.data_dir / "queries"
     qdir.mkdir(parents=True)
@@ -98,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     fp = listed[chosen[0] - 1 if chosen[0] else 1]
     shutil.copy(fp, qdir / "allow-listed.jpg")
     allow_hash = hash_file(fp, settings)
-    banks.add_entry(allow.name, "pdq", allow_hash.pdq or "", note="reviewed: not violating", added_by="demo")
+    banks.add_entry(
+        allow.name, "pdq", allow_hash.pdq or "", note="reviewed: not violating", added_by="demo"
+    )
     (qdir / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG")
 
     matcher = Matcher(db, settings)
@@ -124,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     wrong = sum(
         1
         for r in records
-        if r.get("matched") and any(m["external_id"] != expected.get(r["path"]) for m in r["matches"])
+        if r.get("matched")
+        and any(m["external_id"] != expected.get(r["path"]) for m in r["matches"])
     )
     false_pos = sum(1 for r in records if r.get("matched") and r["path"].startswith("unlisted-"))
     suppressed = sum(1 for r in records if r.get("suppressed"))

@@ -1,4 +1,4 @@
-"""Deterministic image edits for robustness benchmarks and tests (Pillow only, benign text).
+"""Deterministic image edits for the demo, robustness benchmarks and tests (Pillow only, benign text).
 
 Every edit takes an RGB :class:`PIL.Image.Image` and a seed and returns the *encoded file bytes* of the
 edited copy, as it would be shared (JPEG quality 90 unless stated, PNG or JPEG for screenshots). Decode

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from lifeguard.banks.service import AddResult, Banks
 from lifeguard.settings import Settings, get_settings

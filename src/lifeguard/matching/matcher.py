@@ -36,7 +36,16 @@ log = logging.getLogger(__name__)
 
 SLOTS = 8
 #: Listed-variant codes (low 3 bits of an index item id). Append only: snapshots depend on the order.
-LISTED_VARIANTS: tuple[str, ...] = ("plain", "trimmed", "region90", "region80", "region70", "v5", "v6", "v7")
+LISTED_VARIANTS: tuple[str, ...] = (
+    "plain",
+    "trimmed",
+    "region90",
+    "region80",
+    "region70",
+    "v5",
+    "v6",
+    "v7",
+)
 _LISTED_CODE = {n: i for i, n in enumerate(LISTED_VARIANTS)}
 SNAPSHOT_VERSION = 1
 VPDQ_FRAME_BITS = 20  # vPDQ frame items: entry_id << 20 | frame ordinal
@@ -71,6 +80,8 @@ def _variant_kind(query_variant: str, listed_variant: str) -> VariantKind:
         return "video_frame"
     if listed_variant.startswith("region"):
         return "region"
+    if query_variant == "deskewed":
+        return "deskewed"
     if "trimmed" in query_variant or listed_variant == "trimmed":
         return "trimmed"
     if query_variant in ("original", "plain"):
@@ -194,7 +205,9 @@ class Matcher:
         n = self._vpdq_frames_of.pop(entry_id, 0)
         self._vpdq_values.pop(entry_id, None)
         if n:
-            self.vpdq_frames.remove((np.int64(entry_id) << VPDQ_FRAME_BITS) + np.arange(n, dtype=np.int64))
+            self.vpdq_frames.remove(
+                (np.int64(entry_id) << VPDQ_FRAME_BITS) + np.arange(n, dtype=np.int64)
+            )
 
     def _remove_entries(self, ids: Iterable[int]) -> None:
         arr = np.asarray(list(ids), dtype=np.int64)
@@ -220,7 +233,14 @@ class Matcher:
                     return 0
                 self._load_banks(s)
                 rows = s.execute(
-                    select(Entry.id, Entry.signal_type, Entry.value, Entry.variants, Entry.status, Entry.bank_id)
+                    select(
+                        Entry.id,
+                        Entry.signal_type,
+                        Entry.value,
+                        Entry.variants,
+                        Entry.status,
+                        Entry.bank_id,
+                    )
                     .where(Entry.rev > self.revision, Entry.rev <= rev)
                     .order_by(Entry.rev, Entry.id)
                 ).all()
@@ -279,7 +299,9 @@ class Matcher:
             return False
         try:
             meta = json.loads(meta_path.read_text())
-            if meta.get("version") != SNAPSHOT_VERSION or meta.get("listed_variants") != list(LISTED_VARIANTS):
+            if meta.get("version") != SNAPSHOT_VERSION or meta.get("listed_variants") != list(
+                LISTED_VARIANTS
+            ):
                 log.warning("index snapshot %s is from another format; rebuilding", d)
                 return False
             if meta.get("database") != self.db.engine.url.render_as_string(hide_password=True):
@@ -304,7 +326,12 @@ class Matcher:
             rows = s.execute(
                 select(Entry.id, Entry.value)
                 .join(Bank, Bank.id == Entry.bank_id)
-                .where(Entry.signal_type == "vpdq", Entry.status == "active", Bank.deleted.is_(False), Entry.rev <= self.revision)
+                .where(
+                    Entry.signal_type == "vpdq",
+                    Entry.status == "active",
+                    Bank.deleted.is_(False),
+                    Entry.rev <= self.revision,
+                )
             ).all()
         for entry_id, value in rows:
             self._add_vpdq(int(entry_id), value)
@@ -318,7 +345,9 @@ class Matcher:
             self.sync()
 
     def _max_threshold(self) -> int:
-        enabled = [b.threshold for b in self.banks.values() if b.enabled and b.kind in ("block", "allow")]
+        enabled = [
+            b.threshold for b in self.banks.values() if b.enabled and b.kind in ("block", "allow")
+        ]
         return min(31, max(enabled, default=self.settings.pdq_threshold))
 
     def match_media(self, media: MediaHashes, *, variants: bool = True) -> MatchResult:
@@ -333,7 +362,11 @@ class Matcher:
             if not low:
                 queries: list[tuple[str, str]] = [("original", media.pdq)]
                 if variants:
-                    queries += [(v.name, v.pdq) for v in media.query_variants if v.quality >= self.settings.pdq_quality_threshold]
+                    queries += [
+                        (v.name, v.pdq)
+                        for v in media.query_variants
+                        if v.quality >= self.settings.pdq_quality_threshold
+                    ]
                 hits += self._pdq_hits(queries)
         elif media.kind == "video" and media.vpdq:
             hits += self._video_hits(media.vpdq)
@@ -373,7 +406,9 @@ class Matcher:
         hits: list[_Hit] = []
         for name, res in zip(names, results, strict=True):
             for item, dist in res:
-                hits.append(_Hit(int(item) // SLOTS, int(dist), name, LISTED_VARIANTS[int(item) % SLOTS]))
+                hits.append(
+                    _Hit(int(item) // SLOTS, int(dist), name, LISTED_VARIANTS[int(item) % SLOTS])
+                )
         return hits
 
     def _video_hits(self, frames: Sequence[Any]) -> list[_Hit]:
@@ -392,7 +427,9 @@ class Matcher:
             if not listed:
                 continue
             vm = match_videos(frames, listed, distance=thr, quality=q)
-            hits.append(_Hit(entry_id, 0, "vpdq", "plain", (vm.query_match_pct, vm.compared_match_pct)))
+            hits.append(
+                _Hit(entry_id, 0, "vpdq", "plain", (vm.query_match_pct, vm.compared_match_pct))
+            )
         # Frames of the video against listed images (PDQ banks).
         frame_results = self.pdq.query_batch(hexes_to_array(good), thr)
         best: dict[int, _Hit] = {}
@@ -416,7 +453,10 @@ class Matcher:
                 ).scalars()
             }
         best: dict[int, Match] = {}
-        for h in sorted(hits, key=lambda h: (h.distance, h.query_variant != "original", h.listed_variant != "plain")):
+        for h in sorted(
+            hits,
+            key=lambda h: (h.distance, h.query_variant != "original", h.listed_variant != "plain"),
+        ):
             e = rows.get(h.entry_id)
             if e is None:
                 continue
@@ -431,7 +471,10 @@ class Matcher:
             qpct = cpct = None
             if h.video is not None:
                 qpct, cpct = h.video
-                if qpct < self.settings.vpdq_query_match_pct or cpct < self.settings.vpdq_index_match_pct:
+                if (
+                    qpct < self.settings.vpdq_query_match_pct
+                    or cpct < self.settings.vpdq_index_match_pct
+                ):
                     continue
             if h.entry_id in best:
                 continue
@@ -442,7 +485,9 @@ class Matcher:
                 entry_id=e.id,
                 external_id=e.external_id,
                 signal_type=e.signal_type,
-                value=e.value if e.signal_type != "vpdq" else f"vpdq:{len(self._vpdq_values.get(e.id, []))} frames",
+                value=e.value
+                if e.signal_type != "vpdq"
+                else f"vpdq:{len(self._vpdq_values.get(e.id, []))} frames",
                 distance=h.distance,
                 variant=kind,
                 query_variant=h.query_variant,

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-VariantKind = Literal["plain", "dihedral", "trimmed", "region", "video", "video_frame", "exact"]
+VariantKind = Literal[
+    "plain", "dihedral", "trimmed", "deskewed", "region", "video", "video_frame", "exact"
+]
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,9 +19,38 @@ from lifeguard.signals.exact import digest_bytes, digest_file
 from lifeguard.signals.image import DecodedImage, decode_image
 from lifeguard.signals.pdq import pdq_from_pixels
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".3gp", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"})
+VIDEO_EXTENSIONS = frozenset(
+    {
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".webm",
+        ".mkv",
+        ".avi",
+        ".3gp",
+        ".mpg",
+        ".mpeg",
+        ".wmv",
+        ".flv",
+        ".ts",
+    }
+)
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".png",
+        ".webp",
+        ".gif",
+        ".bmp",
+        ".tif",
+        ".tiff",
+        ".heic",
+        ".heif",
+        ".avif",
+    }
 )
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | IMAGE_EXTENSIONS
 
@@ -105,7 +134,18 @@ def sniff_kind(path: Path, head: bytes) -> Kind | None:
     """Decide image vs video from magic bytes, falling back to the extension."""
     if len(head) >= 12 and head[4:8] == b"ftyp":
         brand = head[8:12]
-        if brand in (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis", b"hevc", b"hevx"):
+        if brand in (
+            b"heic",
+            b"heix",
+            b"heim",
+            b"heis",
+            b"mif1",
+            b"msf1",
+            b"avif",
+            b"avis",
+            b"hevc",
+            b"hevx",
+        ):
             return "image"
         return "video"
     if head.startswith(b"\x1a\x45\xdf\xa3"):  # Matroska / WebM
@@ -140,10 +180,13 @@ def _image_hashes(
         from lifeguard.signals import variants as v
 
         if query_variants:
-            base.query_variants = [HashVariant(x.name, x.pdq, x.quality) for x in v.query_variants(decoded.pixels)]
+            base.query_variants = [
+                HashVariant(x.name, x.pdq, x.quality) for x in v.query_variants(decoded.pixels)
+            ]
         if listing_variants:
             base.listing_variants = [
-                HashVariant(x.name, x.pdq, x.quality) for x in v.listing_variants(decoded.pixels)
+                HashVariant(x.name, x.pdq, x.quality)
+                for x in v.listing_variants(decoded.pixels, plain=plain.hex)
             ]
     return base
 
@@ -184,7 +227,9 @@ def hash_file(
     if kind == "video":
         return _video_hashes(p, base, settings)
     decoded = decode_image(p, settings)
-    return _image_hashes(decoded, base, settings, query_variants=query_variants, listing_variants=listing_variants)
+    return _image_hashes(
+        decoded, base, settings, query_variants=query_variants, listing_variants=listing_variants
+    )
 
 
 def hash_bytes(
@@ -200,7 +245,10 @@ def hash_bytes(
     if not data:
         raise MediaError("empty file (0 bytes)", code="empty")
     if len(data) > settings.max_file_bytes:
-        raise MediaError(f"file is {len(data):,} bytes, over the limit of {settings.max_file_bytes:,}", code="too_large")
+        raise MediaError(
+            f"file is {len(data):,} bytes, over the limit of {settings.max_file_bytes:,}",
+            code="too_large",
+        )
     kind = sniff_kind(Path(name), data[:32]) or "image"
     md5, sha256 = digest_bytes(data)
     base = MediaHashes(path=name, kind=kind, size=len(data), md5=md5, sha256=sha256)
@@ -213,7 +261,9 @@ def hash_bytes(
         finally:
             os.unlink(tmp)
     decoded = decode_image(data, settings)
-    return _image_hashes(decoded, base, settings, query_variants=query_variants, listing_variants=listing_variants)
+    return _image_hashes(
+        decoded, base, settings, query_variants=query_variants, listing_variants=listing_variants
+    )
 
 
 def _video_hashes(path: Path, base: MediaHashes, settings: Settings) -> MediaHashes:
