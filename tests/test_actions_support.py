@@ -150,7 +150,9 @@ def make_bank(banks: Banks, name: str, n: int = 3, categories: tuple[str, ...] =
     return out
 
 
-def pdq_match(m: Match, distance: int, variant: str = "plain", query_variant: str = "original") -> Match:
+def pdq_match(
+    m: Match, distance: int, variant: str = "plain", query_variant: str = "original"
+) -> Match:
     from dataclasses import replace
 
     return replace(

@@ -39,8 +39,7 @@ from lifeguard.banks import Banks, InvalidField
 from lifeguard.errors import Conflict, NotFound
 from lifeguard.settings import Settings, get_settings
 from lifeguard.store.db import Database
-
-from test_actions_support import SECRET, FakeClock, Receiver, Received, make_bank, result
+from test_actions_support import SECRET, FakeClock, Received, Receiver, make_bank, result
 
 FAST = WorkerConfig(
     timeout_s=2.0, lease_s=30.0, concurrency=4, poll_s=0.05, max_attempts=4,
@@ -87,7 +86,9 @@ def test_delivers_signed_webhook(db: Database, banks: Banks, receiver: Receiver)
     assert body["delivery_id"] == did and body["type"] == "match"
     assert body["bank"]["name"] == "ALPHA" and body["entry"]["external_id"] == "alpha-0"
     assert body["match"]["distance"] == 0 and body["match"]["variant"] == "exact"
-    assert body["content_id"].startswith("post-") and body["event_id"] == int(r.headers["Lifeguard-Event-Id"])
+    assert body["content_id"].startswith("post-") and body["event_id"] == int(
+        r.headers["Lifeguard-Event-Id"]
+    )
     d = get_delivery(db, did)
     assert (d.status, d.attempts, d.last_status, d.last_error) == ("delivered", 1, 200, "")
     assert d.delivered_at is not None and d.lease_until is None
@@ -183,7 +184,9 @@ def test_retry_after_is_honoured(db: Database, banks: Banks) -> None:
     try:
         (did,) = _setup(db, banks, recv.url)
         clock = FakeClock()
-        cfg = WorkerConfig(timeout_s=2, lease_s=30, max_attempts=5, backoff_base_s=1, backoff_max_s=60)
+        cfg = WorkerConfig(
+            timeout_s=2, lease_s=30, max_attempts=5, backoff_base_s=1, backoff_max_s=60
+        )
         Worker(db, cfg, clock=clock).run_once()
         d = get_delivery(db, did)
         assert d.status == "pending"
@@ -198,7 +201,9 @@ def test_redirects_are_not_followed(db: Database, banks: Banks) -> None:
         (did,) = _setup(db, banks, recv.url)
         Worker(db, FAST).run_once()
         d = get_delivery(db, did)
-        assert d.status == "dead" and "not followed" in d.last_error and "/elsewhere" in d.last_error
+        assert (
+            d.status == "dead" and "not followed" in d.last_error and "/elsewhere" in d.last_error
+        )
         assert [r.path for r in recv.received] == ["/hook"]
     finally:
         recv.close()
@@ -220,7 +225,9 @@ def test_timeout_is_retried(db: Database, banks: Banks) -> None:
         recv.close()
 
 
-def test_connection_refused_is_retried_and_sender_bugs_do_not_lose_rows(db: Database, banks: Banks) -> None:
+def test_connection_refused_is_retried_and_sender_bugs_do_not_lose_rows(
+    db: Database, banks: Banks
+) -> None:
     ids = _setup(db, banks, "http://127.0.0.1:9/hook", n=2)  # discard port: nothing listens
     Worker(db, FAST).run_once()
     for did in ids:
@@ -276,7 +283,9 @@ def test_expired_lease_is_claimed_again_and_the_late_worker_is_fenced(
     (cb,) = b.claim()
     assert (cb.id, cb.attempts) == (did, 2) and cb.token != ca.token
     # a wakes up late: its outcome must not overwrite b's lease.
-    assert not finish(db, ca, now=clock(), attempted_at=clock(), status="dead", http_status=None, error="late")
+    assert not finish(
+        db, ca, now=clock(), attempted_at=clock(), status="dead", http_status=None, error="late"
+    )
     assert get_delivery(db, did).status == "pending"
     assert b.deliver(cb) == "delivered"
     assert receiver.keys() == [str(did)]
@@ -294,7 +303,9 @@ def test_lease_expiry_on_the_last_attempt_makes_a_dead_letter(db: Database, bank
     assert d.status == "dead" and "lease expired" in d.last_error
 
 
-def test_disabled_rule_pauses_and_new_url_applies(db: Database, banks: Banks, receiver: Receiver) -> None:
+def test_disabled_rule_pauses_and_new_url_applies(
+    db: Database, banks: Banks, receiver: Receiver
+) -> None:
     (did,) = _setup(db, banks, "https://old.invalid/hook")
     rule = list_deliveries(db)[0].rule_id
     assert rule is not None
@@ -428,7 +439,9 @@ def test_cli_rules_worker_deliveries(
     recv = Receiver(behaviour=lambda r, n: (404, {}, b"") if n == 1 else (200, {}, b""))
     try:
         matches = make_bank(banks, "ALPHA", 2)
-        code, out, _ = _cli("action", "add", "ALPHA", recv.url, "--name", "t&s", "--variant", "exact")
+        code, out, _ = _cli(
+            "action", "add", "ALPHA", recv.url, "--name", "t&s", "--variant", "exact"
+        )
         assert code == 0, out
         rule = json.loads(out)
         assert rule["secret"].startswith("whsec_") and rule["variants"] == ["exact"]
@@ -467,7 +480,9 @@ def test_cli_rules_worker_deliveries(
         recv.close()
 
 
-def test_verify_helper_accepts_what_the_worker_sends(db: Database, banks: Banks, receiver: Receiver) -> None:
+def test_verify_helper_accepts_what_the_worker_sends(
+    db: Database, banks: Banks, receiver: Receiver
+) -> None:
     """A receiver using only the documented recipe (header + raw body + secret) accepts it."""
     _setup(db, banks, receiver.url)
     Worker(db, FAST).run_once()

@@ -7,6 +7,8 @@ Events and deliveries are written in one transaction; ``lifeguard worker`` deliv
 once with signed webhooks (see docs/actions.md).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from lifeguard.actions.events import EventInfo, get_event, list_events, record_match
 from lifeguard.actions.outbox import (
     DeliveryInfo,
@@ -32,7 +34,19 @@ from lifeguard.actions.webhooks import (
     signature_header,
     verify_signature,
 )
-from lifeguard.actions.worker import Worker, WorkerConfig
+
+if TYPE_CHECKING:
+    from lifeguard.actions.worker import Worker, WorkerConfig
+
+
+def __getattr__(name: str) -> Any:
+    # The worker module is imported lazily so ``python -m lifeguard.actions.worker`` runs cleanly.
+    if name in ("Worker", "WorkerConfig"):
+        from lifeguard.actions import worker
+
+        return getattr(worker, name)
+    raise AttributeError(f"module 'lifeguard.actions' has no attribute {name!r}")
+
 
 __all__ = [
     "IDEMPOTENCY_HEADER",

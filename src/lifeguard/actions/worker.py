@@ -243,9 +243,14 @@ class Worker:
 
 
 def main() -> None:
-    from lifeguard.actions.cli_commands import app
+    """``python -m lifeguard.actions.worker [OPTIONS]``: the ``lifeguard worker`` command."""
+    import typer
 
-    app(["worker", *__import__("sys").argv[1:]], prog_name="python -m lifeguard.actions.worker")
+    from lifeguard.actions.cli_commands import worker_cmd
+
+    app = typer.Typer(add_completion=False)
+    app.command()(worker_cmd)
+    app(prog_name="python -m lifeguard.actions.worker")
 
 
 if __name__ == "__main__":
