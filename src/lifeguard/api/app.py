@@ -76,7 +76,9 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
         app.state.lg = st
         holder["state"] = st
         if api.matcher_load_in_background:
-            threading.Thread(target=st.load_matcher, name="lifeguard-index-load", daemon=True).start()
+            threading.Thread(
+                target=st.load_matcher, name="lifeguard-index-load", daemon=True
+            ).start()
         else:
             await anyio.to_thread.run_sync(st.load_matcher)
         try:

@@ -17,14 +17,22 @@ from typing import Annotated
 
 import typer
 
-key_app = typer.Typer(help="API keys for the HTTP service: create, list, revoke.", no_args_is_help=True)
+key_app = typer.Typer(
+    help="API keys for the HTTP service: create, list, revoke.", no_args_is_help=True
+)
 
 
 def serve_cmd(
-    host: Annotated[str | None, typer.Option(help="Address (default LIFEGUARD_API_HOST or 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default LIFEGUARD_API_PORT or 8080).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address (default LIFEGUARD_API_HOST or 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port (default LIFEGUARD_API_PORT or 8080).")
+    ] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="uvicorn worker processes.")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML settings file (see docs/api.md).")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML settings file (see docs/api.md).")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the HTTP API (uvicorn)."""
@@ -66,17 +74,24 @@ def _store():  # type: ignore[no-untyped-def]
 
 @key_app.command("create")
 def key_create(
-    scope: Annotated[list[str], typer.Option("--scope", "-s", help="hash, match, bank:read, bank:write, admin (repeat).")],
+    scope: Annotated[
+        list[str],
+        typer.Option("--scope", "-s", help="hash, match, bank:read, bank:write, admin (repeat)."),
+    ],
     name: Annotated[str, typer.Option(help="What the key is for.")] = "",
     expires: Annotated[str | None, typer.Option(help="30d, 12h, ... or an ISO time.")] = None,
-    rate: Annotated[float | None, typer.Option(help="Requests/second for this key (0: unlimited).")] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Requests/second for this key (0: unlimited).")
+    ] = None,
 ) -> None:
     """Create a key. The token is printed once; only its digest is stored."""
     try:
         exp = parse_expiry(expires) if expires else None
         store = _store()
         scopes = [s for item in scope for s in item.split(",") if s.strip()]
-        info, token = store.create(name, scopes, expires_at=exp, created_by="cli", rate_limit_per_s=rate)
+        info, token = store.create(
+            name, scopes, expires_at=exp, created_by="cli", rate_limit_per_s=rate
+        )
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

@@ -66,7 +66,9 @@ def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
     return False
 
 
-def address_refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_loopback: bool) -> str | None:
+def address_refusal(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_loopback: bool
+) -> str | None:
     """Why ``ip`` may not be contacted, or None when it is a public unicast address."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return address_refusal(ip.ipv4_mapped, allow_loopback)
@@ -97,7 +99,9 @@ def _resolve(host: str, port: int, policy: FetchPolicy) -> str:
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as e:
-            raise FetchError(422, "url_unresolvable", f"cannot resolve host {host!r}: {e}") from None
+            raise FetchError(
+                422, "url_unresolvable", f"cannot resolve host {host!r}: {e}"
+            ) from None
         addrs = []
         for info in infos:
             a = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
@@ -143,7 +147,9 @@ def check_url(url: str, policy: FetchPolicy) -> tuple[str, str, int, str]:
         raise FetchError(422, "url_invalid", f"malformed URL: {e}") from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
-        raise FetchError(422, "url_invalid", f"URL scheme {scheme or '(none)'!r} not allowed (https only)")
+        raise FetchError(
+            422, "url_invalid", f"URL scheme {scheme or '(none)'!r} not allowed (https only)"
+        )
     if scheme == "http" and not policy.allow_http:
         raise FetchError(422, "url_invalid", "plain http URLs are not allowed (use https)")
     if parts.username is not None or parts.password is not None:
@@ -187,7 +193,9 @@ def fetch(url: str, policy: FetchPolicy) -> Fetched:
             if resp.status in (301, 302, 303, 307, 308):
                 loc = resp.getheader("Location")
                 if not loc:
-                    raise FetchError(502, "url_fetch_failed", f"redirect {resp.status} without Location")
+                    raise FetchError(
+                        502, "url_fetch_failed", f"redirect {resp.status} without Location"
+                    )
                 if len(redirects) >= policy.max_redirects:
                     raise FetchError(
                         502, "url_too_many_redirects", f"more than {policy.max_redirects} redirects"
@@ -200,7 +208,9 @@ def fetch(url: str, policy: FetchPolicy) -> Fetched:
             length = resp.getheader("Content-Length")
             if length is not None and length.isdigit() and int(length) > policy.max_bytes:
                 raise FetchError(
-                    413, "too_large", f"remote file is {int(length):,} bytes, over the limit of {policy.max_bytes:,}"
+                    413,
+                    "too_large",
+                    f"remote file is {int(length):,} bytes, over the limit of {policy.max_bytes:,}",
                 )
             chunks: list[bytes] = []
             total = 0
@@ -218,7 +228,9 @@ def fetch(url: str, policy: FetchPolicy) -> Fetched:
                 total += len(chunk)
                 if total > policy.max_bytes:
                     raise FetchError(
-                        413, "too_large", f"remote file is over the limit of {policy.max_bytes:,} bytes"
+                        413,
+                        "too_large",
+                        f"remote file is over the limit of {policy.max_bytes:,} bytes",
                     )
                 chunks.append(chunk)
             return Fetched(

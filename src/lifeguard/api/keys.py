@@ -204,7 +204,9 @@ class KeyStore:
 
     def list(self) -> list[KeyInfo]:
         with self._read() as s:
-            return [_info(k) for k in s.execute(select(ApiKey).order_by(ApiKey.created_at)).scalars()]
+            return [
+                _info(k) for k in s.execute(select(ApiKey).order_by(ApiKey.created_at)).scalars()
+            ]
 
     def get(self, key_id: str) -> KeyInfo:
         with self._read() as s:

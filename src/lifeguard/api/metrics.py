@@ -28,10 +28,14 @@ class _IndexCollector(Collector):
             size.add_metric([name], float(n))
         yield size
         yield GaugeMetricFamily(
-            "lifeguard_index_revision", "Bank revision the index reflects", value=float(st.get("revision", 0))
+            "lifeguard_index_revision",
+            "Bank revision the index reflects",
+            value=float(st.get("revision", 0)),
         )
         yield GaugeMetricFamily(
-            "lifeguard_index_ready", "1 once the index is loaded", value=1.0 if st.get("ready") else 0.0
+            "lifeguard_index_ready",
+            "1 once the index is loaded",
+            value=1.0 if st.get("ready") else 0.0,
         )
 
 

@@ -58,7 +58,11 @@ def _content_types() -> dict[str, bool]:
 
 def _signal_types_for(content_type: str, types: str | None) -> list[str]:
     default = ["pdq"] if content_type == "photo" else ["vpdq", HMA_VIDEO_MD5]
-    allowed = ["pdq", "md5", "sha256"] if content_type == "photo" else ["vpdq", HMA_VIDEO_MD5, "md5", "sha256"]
+    allowed = (
+        ["pdq", "md5", "sha256"]
+        if content_type == "photo"
+        else ["vpdq", HMA_VIDEO_MD5, "md5", "sha256"]
+    )
     if types is None:
         return default
     out: list[str] = []
@@ -98,7 +102,9 @@ def _signals_of(h: MediaHashes, names: list[str]) -> dict[str, str]:
     return out
 
 
-async def _hash_form(request: Request, st: AppState, types: str | None, *, listing: bool = False) -> tuple[dict[str, str], MediaHashes]:
+async def _hash_form(
+    request: Request, st: AppState, types: str | None, *, listing: bool = False
+) -> tuple[dict[str, str], MediaHashes]:
     """HMA ``hash_media_from_form_data``: exactly one file, its field named after a content type."""
     form = await request.form(max_files=2, max_fields=20)
     try:
@@ -121,10 +127,14 @@ async def _hash_form(request: Request, st: AppState, types: str | None, *, listi
         await form.close()
 
 
-async def _hash_url(st: AppState, url: str, content_type: str | None, types: str | None, *, listing: bool = False) -> tuple[dict[str, str], MediaHashes]:
+async def _hash_url(
+    st: AppState, url: str, content_type: str | None, types: str | None, *, listing: bool = False
+) -> tuple[dict[str, str], MediaHashes]:
     data, name = await fetch_url(st, url)
     h = await hash_upload(st, data, name, listing_variants=listing)
-    ct = _content_type(content_type) if content_type else ("video" if h.kind == "video" else "photo")
+    ct = (
+        _content_type(content_type) if content_type else ("video" if h.kind == "video" else "photo")
+    )
     return _signals_of(h, _signal_types_for(ct, types)), h
 
 
@@ -275,7 +285,9 @@ def m_raw_lookup(
     st = get_state(request)
     r = _match(st, signal, signal_type)
     wanted = _banks_param(banks)
-    hits = [m for m in (*r.matches, *r.suppressed, *r.allowed) if wanted is None or m.bank in wanted]
+    hits = [
+        m for m in (*r.matches, *r.suppressed, *r.allowed) if wanted is None or m.bank in wanted
+    ]
     seen: set[int] = set()
     out: list[Any] = []
     for m in hits:
@@ -283,7 +295,9 @@ def m_raw_lookup(
             continue
         seen.add(m.entry_id)
         out.append(
-            {"bank_content_id": m.entry_id, "distance": str(m.distance)} if include_distance else m.entry_id
+            {"bank_content_id": m.entry_id, "distance": str(m.distance)}
+            if include_distance
+            else m.entry_id
         )
     return {"matches": out}
 
@@ -309,7 +323,9 @@ async def m_lookup_get(
         resp: dict[str, Any] = {}
         for st_name, value in hashes.items():
             resp[st_name] = await run_in_threadpool(
-                lambda v=value, n=st_name: _lookup(st, v, n, seed=seed, bypass_coinflip=bypass_coinflip, banks=wanted)
+                lambda v=value, n=st_name: _lookup(
+                    st, v, n, seed=seed, bypass_coinflip=bypass_coinflip, banks=wanted
+                )
             )
         if signal_type is not None:
             sel: dict[str, Any] = resp.get(signal_type, {})
@@ -318,7 +334,9 @@ async def m_lookup_get(
     if not signal or not signal_type:
         raise _bad("Either url or both signal and signal_type are required")
     return await run_in_threadpool(
-        lambda: _lookup(st, signal, signal_type, seed=seed, bypass_coinflip=bypass_coinflip, banks=wanted)
+        lambda: _lookup(
+            st, signal, signal_type, seed=seed, bypass_coinflip=bypass_coinflip, banks=wanted
+        )
     )
 
 
@@ -339,7 +357,9 @@ async def m_lookup_post(
     resp: dict[str, Any] = {}
     for name, value in hashes.items():
         resp[name] = await run_in_threadpool(
-            lambda v=value, n=name: _lookup(st, v, n, seed=seed, bypass_coinflip=bypass_coinflip, banks=wanted)
+            lambda v=value, n=name: _lookup(
+                st, v, n, seed=seed, bypass_coinflip=bypass_coinflip, banks=wanted
+            )
         )
     return resp
 
@@ -355,11 +375,20 @@ def m_index_status(request: Request, signal_type: str | None = None) -> dict[str
         names = [signal_type]
     ready = st.ready.is_set()
     if ready:
-        st.matcher.sync()
+        st.matcher.sync(force=True)
     m = st.matcher
-    sizes = {"pdq": len(m.pdq), "md5": len(m.md5), "sha256": len(m.sha256), "vpdq": len(m._vpdq_values)}
+    sizes = {
+        "pdq": len(m.pdq),
+        "md5": len(m.md5),
+        "sha256": len(m.sha256),
+        "vpdq": len(m._vpdq_values),
+    }
     return {
-        n: {"present": ready, "built_to": m.revision if ready else -1, "size": sizes.get(n, 0) if ready else 0}
+        n: {
+            "present": ready,
+            "built_to": m.revision if ready else -1,
+            "size": sizes.get(n, 0) if ready else 0,
+        }
         for n in names
     }
 
@@ -507,7 +536,12 @@ def _metadata_from_json(raw: Any) -> _Metadata | None:
 
 
 def _add_signals(
-    st: AppState, request: Request, bank: BankInfo, signals: dict[str, str], md: _Metadata | None, h: MediaHashes | None
+    st: AppState,
+    request: Request,
+    bank: BankInfo,
+    signals: dict[str, str],
+    md: _Metadata | None,
+    h: MediaHashes | None,
 ) -> dict[str, Any]:
     if not signals:
         raise _bad("No signals given")
@@ -568,7 +602,7 @@ async def c_add_content(
     return await run_in_threadpool(_add_signals, st, request, bank, signals, md, h)
 
 
-@hma.post("/c/bank/{bank_name}/signal", summary="HMA: add hashes directly, e.g. {\"pdq\": \"...\"}")
+@hma.post("/c/bank/{bank_name}/signal", summary='HMA: add hashes directly, e.g. {"pdq": "..."}')
 @scoped("bank:write", body="json")
 async def c_add_signal(request: Request, bank_name: str) -> dict[str, Any]:
     st = get_state(request)

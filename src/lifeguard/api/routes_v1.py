@@ -46,7 +46,11 @@ from lifeguard.signals.hasher import MediaHashes, hash_bytes
 root = APIRouter(route_class=GuardedRoute)
 v1 = APIRouter(prefix="/v1", route_class=GuardedRoute)
 
-ENTRY_STATUS_ACTIONS = {"active": "enable_entry", "disabled": "disable_entry", "removed": "remove_entry"}
+ENTRY_STATUS_ACTIONS = {
+    "active": "enable_entry",
+    "disabled": "disable_entry",
+    "removed": "remove_entry",
+}
 EXPORT_MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "tsv": "text/tab-separated-values; charset=utf-8",
@@ -69,10 +73,14 @@ async def read_upload(st: AppState, f: UploadFile) -> bytes:
     already bounded while it arrived (see routing)."""
     limit = st.settings.max_file_bytes
     if f.size is not None and f.size > limit:
-        raise Problem(413, "too_large", f"{f.filename or 'upload'}: over the limit of {limit:,} bytes")
+        raise Problem(
+            413, "too_large", f"{f.filename or 'upload'}: over the limit of {limit:,} bytes"
+        )
     data = await f.read(limit + 1)
     if len(data) > limit:
-        raise Problem(413, "too_large", f"{f.filename or 'upload'}: over the limit of {limit:,} bytes")
+        raise Problem(
+            413, "too_large", f"{f.filename or 'upload'}: over the limit of {limit:,} bytes"
+        )
     return data
 
 
@@ -97,7 +105,9 @@ async def hash_upload(
     return await anyio.to_thread.run_sync(fn, limiter=st.hash_limiter)
 
 
-def result_json(r: MatchResult, content_id: str | None, media: MediaHashes | None) -> dict[str, Any]:
+def result_json(
+    r: MatchResult, content_id: str | None, media: MediaHashes | None
+) -> dict[str, Any]:
     d = r.to_json()
     d["content_id"] = content_id
     d["media"] = media.to_json() if media is not None else None
@@ -210,7 +220,9 @@ async def hash_media(
 async def match_upload(
     request: Request,
     file: Annotated[UploadFile, File(description="The media file.")],
-    content_id: Annotated[str | None, Form(max_length=256, description="Your id for the content.")] = None,
+    content_id: Annotated[
+        str | None, Form(max_length=256, description="Your id for the content.")
+    ] = None,
     variants: Annotated[bool, Query(description="Match dihedral/trimmed variants too.")] = True,
 ) -> dict[str, Any]:
     st = get_state(request)
@@ -261,7 +273,9 @@ async def match_batch(
         except LifeguardError as e:
             p = from_lifeguard_error(e)
             out[i] = BatchItemOut(
-                filename=name, content_id=cid, error={"status": p.status, "code": p.code, "detail": p.detail}
+                filename=name,
+                content_id=cid,
+                error={"status": p.status, "code": p.code, "detail": p.detail},
             )
 
     results: list[BatchItemOut] = [BatchItemOut(filename="")] * len(files)
@@ -311,7 +325,7 @@ async def match_url(request: Request, body: MatchUrlIn) -> dict[str, Any]:
 def index_status(request: Request) -> dict[str, Any]:
     st = get_state(request)
     if st.ready.is_set():
-        st.matcher.sync()
+        st.matcher.sync(force=True)
     d = st.index_status()
     d["database_revision"] = st.banks.current_revision()
     return d
@@ -324,9 +338,7 @@ def list_banks(request: Request) -> list[BankOut]:
     return [BankOut.of(b) for b in get_state(request).banks.list_banks()]
 
 
-@v1.post(
-    "/banks", tags=["banks"], summary="Create a bank", status_code=201, response_model=BankOut
-)
+@v1.post("/banks", tags=["banks"], summary="Create a bank", status_code=201, response_model=BankOut)
 @scoped("bank:write")
 def create_bank(request: Request, body: BankCreate) -> BankOut:
     b = get_state(request).banks.create_bank(**body.model_dump())
@@ -379,7 +391,9 @@ def list_entries(
         name, status=status, signal_type=signal_type, after_id=after_id, limit=limit
     )
     return EntryPageOut(
-        items=[EntryOut.of(e) for e in page.items], total=page.total, next_after_id=page.next_after_id
+        items=[EntryOut.of(e) for e in page.items],
+        total=page.total,
+        next_after_id=page.next_after_id,
     )
 
 
@@ -394,7 +408,12 @@ def list_entries(
 def add_entry(request: Request, name: str, body: EntryCreate) -> JSONResponse:
     st = get_state(request)
     r = st.banks.add_entry(name, added_by=_who(request), **body.model_dump())
-    out = AddOut(entry=EntryOut.of(r.entry), created=r.created, duplicate=r.duplicate, reactivated=r.reactivated)
+    out = AddOut(
+        entry=EntryOut.of(r.entry),
+        created=r.created,
+        duplicate=r.duplicate,
+        reactivated=r.reactivated,
+    )
     return JSONResponse(out.model_dump(mode="json"), status_code=201 if r.created else 200)
 
 
@@ -433,7 +452,12 @@ async def add_entry_media(
         )
     )
     return [
-        AddOut(entry=EntryOut.of(r.entry), created=r.created, duplicate=r.duplicate, reactivated=r.reactivated)
+        AddOut(
+            entry=EntryOut.of(r.entry),
+            created=r.created,
+            duplicate=r.duplicate,
+            reactivated=r.reactivated,
+        )
         for r in results
     ]
 
@@ -471,7 +495,10 @@ def patch_entry(request: Request, name: str, entry_id: int, body: EntryPatch) ->
 )
 @scoped("bank:write")
 def delete_entry(
-    request: Request, name: str, entry_id: int, reason: Annotated[str, Query(max_length=10_000)] = ""
+    request: Request,
+    name: str,
+    entry_id: int,
+    reason: Annotated[str, Query(max_length=10_000)] = "",
 ) -> EntryOut:
     st = get_state(request)
     _entry_in_bank(st, name, entry_id)
@@ -512,9 +539,13 @@ IMPORT_BODY_DOC: dict[str, Any] = {
 async def import_bank(
     request: Request,
     name: str,
-    format: Annotated[str | None, Query(description=f"One of {', '.join(FORMATS)}; else detected.")] = None,
+    format: Annotated[
+        str | None, Query(description=f"One of {', '.join(FORMATS)}; else detected.")
+    ] = None,
     signal_type: Annotated[str | None, Query(description="For rows that do not say.")] = None,
-    filename: Annotated[str | None, Query(description="Source name (its extension helps detection).")] = None,
+    filename: Annotated[
+        str | None, Query(description="Source name (its extension helps detection).")
+    ] = None,
     source: Annotated[str, Query(max_length=256)] = "",
     categories: Annotated[list[str] | None, Query()] = None,
 ) -> ImportOut:
@@ -572,7 +603,9 @@ async def export(
             422,
             "validation_error",
             f"format: {format!r} is not one of {', '.join(FORMATS)}",
-            errors=[{"loc": "query.format", "detail": f"one of {', '.join(FORMATS)}", "type": "enum"}],
+            errors=[
+                {"loc": "query.format", "detail": f"one of {', '.join(FORMATS)}", "type": "enum"}
+            ],
         )
     b = await run_in_threadpool(st.banks.get_bank, name)
 

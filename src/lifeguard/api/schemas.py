@@ -230,7 +230,9 @@ class ImportOut(BaseModel):
             duplicates=r.duplicates,
             tombstoned=r.tombstoned,
             rejected=r.rejected,
-            rejections=[RejectionOut(line_no=x.line_no, reason=x.reason, text=x.text) for x in r.rejections],
+            rejections=[
+                RejectionOut(line_no=x.line_no, reason=x.reason, text=x.text) for x in r.rejections
+            ],
             rev=r.rev,
         )
 

@@ -55,7 +55,11 @@ class AppState:
 
     def require_ready(self) -> Matcher:
         if not self.ready.is_set():
-            why = f"index failed to load ({self.load_error})" if self.load_error else "index is loading"
+            why = (
+                f"index failed to load ({self.load_error})"
+                if self.load_error
+                else "index is loading"
+            )
             raise Problem(503, "index_not_ready", why, headers={"Retry-After": "2"})
         return self.matcher
 
