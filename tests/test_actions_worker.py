@@ -7,6 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -255,6 +258,43 @@ def test_block_private_refuses_loopback(db: Database, banks: Banks, receiver: Re
     assert post("file:///etc/passwd", b"{}", {}, timeout_s=1).outcome == "dead"
 
 
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl command not available to make a test certificate")
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_https_verifies_certificates(db: Database, banks: Banks, tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    recv = Receiver()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    recv.server.socket = ctx.wrap_socket(recv.server.socket, server_side=True)
+    try:
+        (did,) = _setup(db, banks, recv.url.replace("http://", "https://"))
+        clock = FakeClock()
+        Worker(db, FAST, clock=clock).run_once()  # system trust store: the self-signed cert fails
+        d = get_delivery(db, did)
+        assert d.status == "pending" and "certificate verify failed" in d.last_error
+        assert recv.received == []
+        clock.advance(60)
+        Worker(db, replace(FAST, ca_file=str(cert)), clock=clock).run_once()
+        d = get_delivery(db, did)
+        assert d.status == "delivered", d.last_error
+        assert recv.keys() == [str(did)] and recv.received[0].signature_error == ""
+    finally:
+        recv.close()
+
+
 def test_worker_config_is_validated() -> None:
     with pytest.raises(InvalidField, match="twice timeout_s"):
         WorkerConfig(timeout_s=10, lease_s=15)
@@ -264,6 +304,8 @@ def test_worker_config_is_validated() -> None:
         WorkerConfig(max_attempts=True)  # type: ignore[arg-type]
     with pytest.raises(InvalidField, match="backoff_max_s"):
         WorkerConfig(backoff_base_s=100, backoff_max_s=10)
+    with pytest.raises(InvalidField, match="ca_file"):
+        WorkerConfig(ca_file="/nonexistent/ca.pem")
 
 
 # ------------------------------------------------------------------------------ leases

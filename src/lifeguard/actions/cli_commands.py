@@ -119,6 +119,13 @@ def worker_cmd(
             help="Refuse loopback/private/link-local receiver addresses (SSRF guard).",
         ),
     ] = False,
+    ca_file: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LIFEGUARD_WEBHOOK_CA_FILE",
+            help="PEM CA bundle to trust for https receivers (default: the system store).",
+        ),
+    ] = None,
     drain: Annotated[
         bool, typer.Option(help="Exit once nothing is due instead of polling forever.")
     ] = False,
@@ -141,6 +148,7 @@ def worker_cmd(
             backoff_base_s=backoff_base_s,
             backoff_max_s=backoff_max_s,
             block_private=block_private,
+            ca_file=ca_file,
         )
     except LifeguardError as e:
         _fail(e.message, e.code)

@@ -174,16 +174,18 @@ class _HTTP(http.client.HTTPConnection):
 
 
 @functools.cache
-def _tls_context() -> ssl.SSLContext:
-    return ssl.create_default_context()
+def _tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Certificate-verifying context: the system trust store, or only ``ca_file`` when given."""
+    return ssl.create_default_context(cafile=ca_file)
 
 
 class _HTTPS(http.client.HTTPSConnection):
     block_private = False
+    ca_file: str | None = None
 
     def connect(self) -> None:
         raw = _connect(self.host, self.port, float(self.timeout or 10), self.block_private)
-        self.sock = _tls_context().wrap_socket(raw, server_hostname=self.host)
+        self.sock = _tls_context(self.ca_file).wrap_socket(raw, server_hostname=self.host)
 
 
 def classify(status: int) -> Outcome:
@@ -226,6 +228,7 @@ def post(
     *,
     timeout_s: float,
     block_private: bool = False,
+    ca_file: str | None = None,
 ) -> SendResult:
     """POST once within ``timeout_s`` (connect, send and response together); never raises for
     network or HTTP errors, which are classified into a :class:`SendResult`."""
@@ -246,9 +249,10 @@ def post(
             raise TimeoutError(f"no complete response within {timeout_s:g} s")
         return left
 
-    conn: http.client.HTTPConnection
+    conn: _HTTP | _HTTPS
     if scheme == "https":
         conn = _HTTPS(parts.hostname, port, timeout=timeout_s)
+        conn.ca_file = ca_file
     else:
         conn = _HTTP(parts.hostname, port, timeout=timeout_s)
     conn.block_private = block_private
@@ -285,7 +289,7 @@ def post(
         return SendResult("dead", None, e.message)
     except TimeoutError as e:
         return SendResult("retry", None, f"timeout: {e}")
-    except ssl.SSLError as e:
+    except ssl.SSLError as e:  # includes certificate verification failures
         return SendResult("retry", None, f"TLS error: {e}")
     except (OSError, http.client.HTTPException) as e:
         return SendResult("retry", None, f"{type(e).__name__}: {e}")

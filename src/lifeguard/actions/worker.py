@@ -63,6 +63,8 @@ class WorkerConfig:
     backoff_max_s: float = 3600.0
     #: Refuse to connect to loopback, private, link-local, multicast and reserved addresses.
     block_private: bool = False
+    #: Trust only this CA bundle (PEM) for https receivers instead of the system store.
+    ca_file: str | None = None
 
     def __post_init__(self) -> None:
         def positive(name: str, v: float) -> None:
@@ -80,6 +82,8 @@ class WorkerConfig:
                 f"lease_s ({self.lease_s:g}) must be at least twice timeout_s ({self.timeout_s:g}), "
                 "or a slow delivery could be claimed again while still in flight"
             )
+        if self.ca_file is not None and not os.path.isfile(self.ca_file):
+            raise InvalidField(f"ca_file: {self.ca_file!r} is not a file")
         if self.backoff_max_s < self.backoff_base_s:
             raise InvalidField(
                 f"backoff_max_s ({self.backoff_max_s:g}) is below backoff_base_s "
@@ -124,6 +128,7 @@ class Worker:
             headers,
             timeout_s=self.config.timeout_s,
             block_private=self.config.block_private,
+            ca_file=self.config.ca_file,
         )
 
     def deliver(self, c: Claimed) -> str:
