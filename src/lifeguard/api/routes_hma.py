@@ -216,7 +216,7 @@ def _lookup(
 
 
 def _match(st: AppState, signal: str, signal_type: str) -> MatchResult:
-    matcher = st.require_ready()
+    matcher = st.fresh()
     try:
         return matcher.match_signals([(signal_type, signal)])
     except InvalidSignal as e:

@@ -117,8 +117,8 @@ def result_json(
 async def match_media(
     st: AppState, h: MediaHashes, content_id: str | None, variants: bool
 ) -> dict[str, Any]:
-    matcher = st.require_ready()
-    r = await run_in_threadpool(matcher.match_media, h, variants=variants)
+    st.require_ready()
+    r = await run_in_threadpool(lambda: st.fresh().match_media(h, variants=variants))
     await run_in_threadpool(record_match, st, r, content_id, h)
     return result_json(r, content_id, h)
 
@@ -294,7 +294,7 @@ async def match_batch(
 @scoped("match")
 def match_signals(request: Request, body: MatchSignalsIn) -> dict[str, Any]:
     st = get_state(request)
-    matcher = st.require_ready()
+    matcher = st.fresh()
     r = matcher.match_signals([(s.signal_type, s.value) for s in body.signals])
     record_match(st, r, body.content_id, None)
     return result_json(r, body.content_id, None)

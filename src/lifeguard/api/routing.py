@@ -220,7 +220,11 @@ class GuardedRoute(APIRoute):
                 if cl is not None and cl.strip().isdigit() and int(cl) > limit:
                     raise PayloadTooLarge(limit)
                 request._receive = _limited_receive(request._receive, limit)
-            return await handler(request)
+            try:
+                return await handler(request)
+            finally:
+                if route.required_scope == "bank:write":
+                    st.index_dirty = True
 
         return guarded
 

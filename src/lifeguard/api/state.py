@@ -42,6 +42,9 @@ class AppState:
     load_error: str | None = None
     started_at: float = field(default_factory=time.time)
     loaded_at: float | None = None
+    #: Set after a bank write through this process: the next query syncs the index first, so a
+    #: client sees its own changes at once (other processes' changes within the sync interval).
+    index_dirty: bool = False
 
     def load_matcher(self) -> None:
         try:
@@ -62,6 +65,15 @@ class AppState:
             )
             raise Problem(503, "index_not_ready", why, headers={"Retry-After": "2"})
         return self.matcher
+
+    def fresh(self) -> Matcher:
+        """The ready matcher, synced first if this process changed a bank (call from a worker
+        thread: it may read the database)."""
+        m = self.require_ready()
+        if self.index_dirty:
+            self.index_dirty = False
+            m.sync(force=True)
+        return m
 
     def index_status(self) -> dict[str, Any]:
         m = self.matcher
