@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 from conftest import PHOTOS
 from lifeguard import edits
 from lifeguard.errors import MediaError
+from lifeguard.matching.matcher import LISTED_VARIANTS, _variant_kind
 from lifeguard.signals.image import decode_image
 from lifeguard.signals.pdq import DIHEDRAL_NAMES, hamming, pdq_from_pixels
 from lifeguard.signals.variants import (
@@ -183,6 +184,88 @@ def test_centred_crop_matches_listed_region() -> None:
     assert (qname, lname) == ("original", "region90")
 
 
+CORNER_BOXES = {  # name -> which 90% x 90% of a w x h image a user kept (left, top, right, bottom)
+    "crop90_tl": lambda w, h: (0, 0, w - round(w * 0.1), h - round(h * 0.1)),
+    "crop90_tr": lambda w, h: (round(w * 0.1), 0, w, h - round(h * 0.1)),
+    "crop90_bl": lambda w, h: (0, round(h * 0.1), w - round(w * 0.1), h),
+    "crop90_br": lambda w, h: (round(w * 0.1), round(h * 0.1), w, h),
+}
+
+
+@pytest.mark.parametrize("corner", sorted(CORNER_BOXES))
+@pytest.mark.parametrize("name", ["02.png", "12.png", "19.png"])
+def test_off_centre_crop_matches_its_corner_variant(name: str, corner: str) -> None:
+    """A copy cropped from two sides (keeping 90% x 90% at one corner) misses by its plain hash and
+    by the centred region, and matches the listed crop variant of that corner."""
+    px = _pixels(name)
+    h, w = px.shape[:2]
+    listed = _listed(px)
+    query = query_variants(_jpeg(Image.fromarray(px).crop(CORNER_BOXES[corner](w, h))))
+    region90 = next(v for v in listed if v.name == "region90")
+    assert hamming(query[0].pdq, listed[0].pdq) > THRESHOLD
+    assert hamming(query[0].pdq, region90.pdq) > THRESHOLD
+    dist, qname, lname = _best(query, listed)
+    assert dist <= THRESHOLD
+    assert (qname, lname) == ("original", corner)
+
+
+def test_crop_edits_match_via_corner_and_80_percent_region() -> None:
+    listed = _listed(_pixels("10.png"))
+    corner = query_variants(_edited("10.png", "crop10_corner"))
+    assert _best(corner, listed)[1:] == ("original", "crop90_tl")
+    assert _best(corner, listed)[0] <= THRESHOLD
+    centred20 = query_variants(_edited("10.png", "crop20"))
+    assert hamming(centred20[0].pdq, listed[0].pdq) > THRESHOLD
+    dist, qname, lname = _best(centred20, listed)
+    assert dist <= THRESHOLD
+    assert (qname, lname) == ("original", "region80")
+
+
+def test_corner_variants_can_be_switched_off() -> None:
+    px = _pixels("12.png")
+    plain = pdq_from_pixels(px)
+    names = [v.name for v in listing_variants(px, plain.hex, corners=False)]
+    assert names == ["region90", "region80"]
+    listed = [Variant("plain", plain.hex, plain.quality), *listing_variants(px, corners=False)]
+    h, w = px.shape[:2]
+    query = query_variants(_jpeg(Image.fromarray(px).crop(CORNER_BOXES["crop90_br"](w, h))))
+    assert _best(query, listed)[0] > THRESHOLD
+
+
+def test_every_listing_variant_is_indexed_and_reports_as_region() -> None:
+    """The matcher silently skips listing variants whose names it has no slot for."""
+    names: set[str] = set()
+    for name in ("01.png", "05.png", "16.png"):
+        names |= {v.name for v in listing_variants(_pixels(name))}
+    framed = np.full((600, 900, 3), 255, dtype=np.uint8)
+    framed[50:562, 66:834] = _pixels("16.png")
+    names |= {v.name for v in listing_variants(framed)}
+    assert {"trimmed", "region90", "region80", *CORNER_BOXES} <= names
+    assert names <= set(LISTED_VARIANTS)
+    for n in names - {"trimmed"}:
+        assert _variant_kind("original", n) == "region"
+
+
+def test_crop10_random_removes_10_percent_at_seeded_offsets() -> None:
+    im = Image.fromarray(_pixels("04.png"))
+    w, h = im.size
+    offsets = set()
+    for seed in range(6):
+        data = edits.apply_edit("crop10_random", im, seed)
+        assert data == edits.apply_edit("crop10_random", im, seed)  # deterministic
+        out = decode_image(data).pixels
+        assert out.shape[:2] == (h - round(h * 0.1), w - round(w * 0.1))
+        # locate the kept window: the offset with the smallest difference from the original
+        ref = _pixels("04.png").astype(np.int16)
+        best = min(
+            (float(np.abs(ref[y : y + out.shape[0], x : x + out.shape[1]] - out).mean()), x, y)
+            for x in range(0, round(w * 0.1) + 1, 7)
+            for y in range(0, round(h * 0.1) + 1, 5)
+        )
+        offsets.add((best[1], best[2]))
+    assert len(offsets) >= 4  # the offset varies with the seed
+
+
 # ---------------------------------------------------------------- deskew
 
 
@@ -211,6 +294,20 @@ def test_ordinary_photos_are_not_deskewed() -> None:
 
 
 # ---------------------------------------------------------------- no false matches
+
+
+def test_cropped_copies_do_not_match_other_photos() -> None:
+    """Off-centre and centred crops of each Kodak photo against the listings (plain + trimmed +
+    regions + corner crops) of every other Kodak photo."""
+    names = [f"{i:02d}.png" for i in range(1, 25)]
+    listed = {n: _listed(_pixels(n)) for n in names}
+    for i, a in enumerate(names):
+        for edit in ("crop10_corner", "crop10_random", "crop20"):
+            query = query_variants(_edited(a, edit, seed=i))
+            for b in names:
+                if b != a:
+                    dist, qname, lname = _best(query, listed[b])
+                    assert dist > THRESHOLD, (a, edit, b, dist, qname, lname)
 
 
 def test_distinct_photos_do_not_match() -> None:

@@ -12,6 +12,12 @@ Definitions (w x h is the original size; all random choices come from ``random.R
 * ``crop10``: remove 10% of the width and 10% of the height, centred (5% from each side).
 * ``crop10_corner``: remove 10% of the width and height from the right and bottom only (keeps the
   top-left 90% x 90%: the most off-centre 10% crop).
+* ``crop10_random``: remove 10% of the width and 10% of the height, each split between the two opposite
+  sides at a random ratio (uniform in [0, 1], drawn separately for x and y): a crop at an arbitrary
+  offset.
+* ``crop20``: remove 20% of the width and height, centred (10% from each side).
+* ``crop20_corner``: remove 20% of the width and height from the right and bottom only (keeps the
+  top-left 80% x 80%).
 * ``pad20``: add a uniform border of 10% of w left and right and 10% of h top and bottom (canvas
   1.2w x 1.2h), colour chosen from black, white, mid grey or a random RGB colour.
 * ``caption``: meme-style bar of height 0.22 h above the photo (white, or black 1 time in 4), one line of
@@ -117,13 +123,31 @@ def crop10_corner(im: Image.Image, rng: random.Random) -> bytes:
     return _jpeg(im.crop((0, 0, w - round(w * 0.10), h - round(h * 0.10))))
 
 
+def crop10_random(im: Image.Image, rng: random.Random) -> bytes:
+    w, h = im.size
+    dx, dy = round(w * 0.10), round(h * 0.10)
+    left, top = round(dx * rng.random()), round(dy * rng.random())
+    return _jpeg(im.crop((left, top, w - (dx - left), h - (dy - top))))
+
+
+def crop20(im: Image.Image, rng: random.Random) -> bytes:
+    w, h = im.size
+    dx, dy = round(w * 0.10), round(h * 0.10)
+    return _jpeg(im.crop((dx, dy, w - dx, h - dy)))
+
+
+def crop20_corner(im: Image.Image, rng: random.Random) -> bytes:
+    w, h = im.size
+    return _jpeg(im.crop((0, 0, w - round(w * 0.20), h - round(h * 0.20))))
+
+
 def pad20(im: Image.Image, rng: random.Random) -> bytes:
     w, h = im.size
     colour = rng.choice(
         [(0, 0, 0), (255, 255, 255), (128, 128, 128), tuple(rng.randrange(256) for _ in range(3))]
     )
     dx, dy = round(w * 0.10), round(h * 0.10)
-    canvas = Image.new("RGB", (w + 2 * dx, h + 2 * dy), colour)  # type: ignore[arg-type]
+    canvas = Image.new("RGB", (w + 2 * dx, h + 2 * dy), colour)
     canvas.paste(im, (dx, dy))
     return _jpeg(canvas)
 
@@ -228,6 +252,9 @@ EDITS: dict[str, EditFn] = {
     "rotate5": rotate5,
     "crop10": crop10,
     "crop10_corner": crop10_corner,
+    "crop10_random": crop10_random,
+    "crop20": crop20,
+    "crop20_corner": crop20_corner,
     "pad20": pad20,
     "caption": caption,
     "screenshot": screenshot,

@@ -40,11 +40,11 @@ LISTED_VARIANTS: tuple[str, ...] = (
     "plain",
     "trimmed",
     "region90",
+    "crop90_tl",
+    "crop90_tr",
+    "crop90_bl",
+    "crop90_br",
     "region80",
-    "region70",
-    "v5",
-    "v6",
-    "v7",
 )
 _LISTED_CODE = {n: i for i, n in enumerate(LISTED_VARIANTS)}
 SNAPSHOT_VERSION = 1
@@ -78,7 +78,7 @@ def _variant_kind(query_variant: str, listed_variant: str) -> VariantKind:
         return "video"
     if query_variant.startswith("frame"):
         return "video_frame"
-    if listed_variant.startswith("region"):
+    if listed_variant.startswith(("region", "crop")):
         return "region"
     if query_variant == "deskewed":
         return "deskewed"

@@ -8,8 +8,12 @@ This module adds a small number of extra hashes on each side of a match:
   frames and caption/status/app/navigation bars removed (:func:`trim_box`); and ``deskewed``, the hash
   of a photo rotated by a small angle onto a flat background, rotated back (:func:`deskew_angle`).
 * **Listing side** (:func:`listing_variants`): besides the plain hash, ``trimmed`` (same trimming, so an
-  original with flat borders of its own meets a padded or captioned copy half-way) and ``region90``,
-  the centred 90% of the (trimmed) image, so that a centrally cropped copy matches by its plain hash.
+  original with flat borders of its own meets a padded or captioned copy half-way); ``region90``, the
+  centred 90% of the (trimmed) image, so that a centrally cropped copy matches by its plain hash;
+  ``crop90_tl`` / ``_tr`` / ``_bl`` / ``_br``, the 90% anchored at each corner, for a copy cropped from
+  two sides (optional, ``corners=``); and ``region80``, the centred 80%. PDQ tolerates a crop
+  offset of only about 1% of the image (measured in docs/robustness.md), so these catch crops at or
+  near those positions, not crops at arbitrary offsets.
 
 A match is any query variant within the PDQ threshold of any listed hash (plain or listing variant);
 hashes with quality below the caller's minimum are skipped by the caller.
@@ -58,8 +62,17 @@ TRIM_MIN_REMOVED = 0.02
 MIN_SIDE = 32
 #: Deskew: corner/background colour tolerance (content = pixels further than this from it).
 DESKEW_TOLERANCE = 8
-#: Listing-side region variants: name -> fraction of the (trimmed) image kept, centred.
-REGIONS: tuple[tuple[str, float], ...] = (("region90", 0.90),)
+#: Listing-side centred region variants: name -> fraction of the (trimmed) image kept, centred.
+REGIONS: tuple[tuple[str, float], ...] = (("region90", 0.90), ("region80", 0.80))
+#: Fraction of the (trimmed) image kept by the corner-anchored crop variants.
+CORNER_KEEP = 0.90
+#: Listing-side corner-anchored crop variants: name -> (anchored at the right?, at the bottom?).
+CORNERS: tuple[tuple[str, bool, bool], ...] = (
+    ("crop90_tl", False, False),
+    ("crop90_tr", True, False),
+    ("crop90_bl", False, True),
+    ("crop90_br", True, True),
+)
 #: A listing variant closer than this to an already-kept hash adds nothing and is dropped.
 REDUNDANT_DISTANCE = 4
 
@@ -277,6 +290,22 @@ def _centre(box: tuple[int, int, int, int], keep: float) -> tuple[int, int, int,
     return left + dx, top + dy, right - dx, bottom - dy
 
 
+def _corner(
+    box: tuple[int, int, int, int], keep: float, right: bool, bottom: bool
+) -> tuple[int, int, int, int]:
+    """The ``keep`` x ``keep`` part of ``box`` anchored at one corner (the rest cut from the other
+    two sides, as a user cropping from one side would)."""
+    left, top, r, b = box
+    dx = round((r - left) * (1.0 - keep))
+    dy = round((b - top) * (1.0 - keep))
+    return (
+        left + dx if right else left,
+        top + dy if bottom else top,
+        r if right else r - dx,
+        b if bottom else b - dy,
+    )
+
+
 def _fit_line(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> tuple[float, float] | None:
     """Least-squares slope of y(x) after one round of outlier rejection, and the RMS residual."""
     if x.size < 8:
@@ -395,10 +424,14 @@ def query_variants(pixels: RGBArray) -> list[Variant]:
     return out
 
 
-def listing_variants(pixels: RGBArray, plain: str | None = None) -> list[Variant]:
-    """Extra hashes stored for a listed image besides its plain hash: ``trimmed`` (if trimming applies)
-    and the centred regions in :data:`REGIONS` of the trimmed (else whole) image. Variants within
-    :data:`REDUNDANT_DISTANCE` of the plain hash or of an earlier variant are dropped.
+def listing_variants(
+    pixels: RGBArray, plain: str | None = None, *, corners: bool = True
+) -> list[Variant]:
+    """Extra hashes stored for a listed image besides its plain hash, in this order: ``trimmed`` (if
+    trimming applies); ``region90``, the centred 90% x 90% of the trimmed (else whole) image; with
+    ``corners``, ``crop90_tl`` / ``crop90_tr`` / ``crop90_bl`` / ``crop90_br``, its 90% x 90% anchored at
+    each corner (a copy cropped from two sides); and ``region80``, the centred 80% x 80%. Variants
+    within :data:`REDUNDANT_DISTANCE` of the plain hash or of an earlier variant are dropped.
 
     ``plain`` is the image's plain PDQ hex if the caller already has it (saves one hash computation).
     Raises :class:`MediaError` if ``pixels`` is not an (H, W, 3) uint8 array.
@@ -420,6 +453,12 @@ def listing_variants(pixels: RGBArray, plain: str | None = None) -> list[Variant
     if trimmed is not None:
         add("trimmed", trimmed)
     base = trimmed if trimmed is not None else (0, 0, width, height)
+    regions = dict(REGIONS)
+    add("region90", _centre(base, regions["region90"]))
+    if corners:
+        for name, right, bottom in CORNERS:
+            add(name, _corner(base, CORNER_KEEP, right, bottom))
     for name, keep in REGIONS:
-        add(name, _centre(base, keep))
+        if name != "region90":
+            add(name, _centre(base, keep))
     return out
