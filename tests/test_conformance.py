@@ -165,7 +165,7 @@ def test_dihedral_names_describe_the_pixel_transform(name: str) -> None:
 # upright hashes are NOT close to each other (~110-138 bits apart). What orientation must do: the
 # upright hash matches the reference (made after EXIF orientation), and the raw stored pixels are
 # the dihedral variant of the upright image that the EXIF tag implies.
-EXIF_RAW_VARIANT = {1: "original", 3: "rotate180", 6: "rotate90", 8: "rotate270"}
+EXIF_RAW_VARIANT = {1: "original", 3: "rotate180", 6: "rotate90_ccw", 8: "rotate90_cw"}
 
 
 @pytest.mark.parametrize("orientation", [1, 3, 6, 8])
