@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from lifeguard.actions.events import list_events
 from lifeguard.actions.outbox import list_deliveries, replay_dead, replay_delivery
@@ -61,6 +62,9 @@ def _db() -> Iterator[Database]:
     except LifeguardError as e:
         _fail(e.message, e.code)
         raise  # unreachable; for type checkers
+    except SQLAlchemyError as e:
+        _fail(f"cannot open the database: {e.__class__.__name__}: {e}".splitlines()[0], "database")
+        raise
     try:
         yield db
     except LifeguardError as e:
@@ -138,6 +142,7 @@ def worker_cmd(
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
     try:
         cfg = WorkerConfig(
             timeout_s=timeout_s,

@@ -141,7 +141,7 @@ def claim(
     token = str(uuid.uuid4())
     lease_until = now + dt.timedelta(seconds=lease_s)
     with db.session() as s:
-        _expire_exhausted(s, now, max_attempts)
+        _expire_exhausted(s, now, max_attempts, db.dialect)
         enabled_rules = select(ActionRule.id).where(ActionRule.enabled.is_(True))
         due = (
             select(WD.id)
@@ -194,14 +194,17 @@ def claim(
         return sorted(out, key=lambda c: c.id)
 
 
-def _expire_exhausted(s: Session, now: dt.datetime, max_attempts: int) -> None:
+def _expire_exhausted(s: Session, now: dt.datetime, max_attempts: int, dialect: str) -> None:
+    exhausted = select(WD.id).where(
+        WD.status == "pending",
+        WD.attempts >= max_attempts,
+        or_(WD.lease_until.is_(None), WD.lease_until <= now),
+    )
+    if dialect == "postgresql":
+        exhausted = exhausted.with_for_update(skip_locked=True)
     s.execute(
         update(WD)
-        .where(
-            WD.status == "pending",
-            WD.attempts >= max_attempts,
-            or_(WD.lease_until.is_(None), WD.lease_until <= now),
-        )
+        .where(WD.id.in_(exhausted.scalar_subquery()))
         .values(
             status="dead",
             lease_until=None,

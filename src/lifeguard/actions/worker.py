@@ -104,6 +104,11 @@ class WorkerStats:
     retried: int = 0
     dead: int = 0
     lost_leases: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + n)
 
 
 @dataclass
@@ -182,17 +187,17 @@ class Worker:
         )
         where = safe_url(c.url) if c.url else "-"
         if not ok:
-            self.stats.lost_leases += 1
+            self.stats.add("lost_leases")
             log.warning("delivery %d: lease lost before recording %s (%s)", c.id, status, where)
             return "lease_lost"
         if status == "delivered":
-            self.stats.delivered += 1
+            self.stats.add("delivered")
             log.info("delivery %d -> %s: delivered (attempt %d)", c.id, where, c.attempts)
         elif status == "dead":
-            self.stats.dead += 1
+            self.stats.add("dead")
             log.warning("delivery %d -> %s: dead letter: %s", c.id, where, error)
         else:
-            self.stats.retried += 1
+            self.stats.add("retried")
             log.info(
                 "delivery %d -> %s: attempt %d failed (%s); retry at %s",
                 c.id,
@@ -212,7 +217,7 @@ class Worker:
             owner=self.worker_id,
             max_attempts=self.config.max_attempts,
         )
-        self.stats.claimed += len(got)
+        self.stats.add("claimed", len(got))
         return got
 
     def run_once(self, pool: ThreadPoolExecutor | None = None) -> int:
