@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_live import Live, live_server
 from typer.testing import CliRunner
 
+from api_live import Live, live_server
 from lifeguard.api.app import create_app
 from lifeguard.api.cli_commands import key_app, parse_expiry
 from lifeguard.api.config import ApiSettings
@@ -171,7 +171,12 @@ def test_keys_admin_endpoints(live: Live) -> None:
         assert c.delete(f"/v1/keys/{created['key']['id']}").json()["active"] is False
         assert c.delete("/v1/keys/ffffffffffffffff").status_code == 404
     with live.client(token) as c:
-        assert c.post("/v1/match/signals", json={"signals": [{"signal_type": "md5", "value": "0" * 32}]}).status_code == 401
+        assert (
+            c.post(
+                "/v1/match/signals", json={"signals": [{"signal_type": "md5", "value": "0" * 32}]}
+            ).status_code
+            == 401
+        )
 
 
 def test_last_used_is_recorded(live: Live) -> None:
@@ -197,7 +202,9 @@ def test_secret_is_stored_hashed(live: Live) -> None:
 
 
 def test_rate_limit_per_key(tmp_path: Path) -> None:
-    with live_server(Settings(data_dir=tmp_path), ApiSettings(rate_limit_per_s=0, rate_limit_burst=2)) as lv:
+    with live_server(
+        Settings(data_dir=tmp_path), ApiSettings(rate_limit_per_s=0, rate_limit_burst=2)
+    ) as lv:
         slow = lv.key("bank:read", rate=0.2)
         other = lv.key("bank:read")
         with lv.client(slow) as c:
@@ -221,7 +228,9 @@ def test_token_bucket_refills() -> None:
 def test_keystore_on_both_backends(db: Database) -> None:
     ks = KeyStore(db, cache_ttl_s=0)
     try:
-        info, token = ks.create("k", ["match", "bank:read"], expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
+        info, token = ks.create(
+            "k", ["match", "bank:read"], expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+        )
         assert ks.verify(token).id == info.id
         assert ks.verify(token).allows("match") and not ks.verify(token).allows("bank:write")
         with pytest.raises(Exception, match="unknown"):
@@ -244,7 +253,11 @@ def test_postgres_auth_pass(settings: Settings) -> None:
         good = lv.key("bank:read")
         with lv.client(good) as c:
             assert c.get("/v1/banks").status_code == 200
-        for token, code in ((lv.expired_key(), "expired_key"), (lv.revoked_key(), "revoked_key"), (None, "missing_key")):
+        for token, code in (
+            (lv.expired_key(), "expired_key"),
+            (lv.revoked_key(), "revoked_key"),
+            (None, "missing_key"),
+        ):
             with lv.client(token) as c:
                 r = c.get("/v1/banks")
                 assert r.status_code == 401 and r.json()["code"] == code
@@ -256,9 +269,12 @@ def test_cli_key_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("LIFEGUARD_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("LIFEGUARD_DATABASE_URL", raising=False)
     runner = CliRunner()
-    r = runner.invoke(key_app, ["create", "--scope", "match", "--scope", "bank:read", "--name", "svc", "--expires", "30d"])
+    r = runner.invoke(
+        key_app,
+        ["create", "--scope", "match", "--scope", "bank:read", "--name", "svc", "--expires", "30d"],
+    )
     assert r.exit_code == 0, r.output
-    out = json.loads(r.stdout[r.stdout.index("{"):])
+    out = json.loads(r.stdout[r.stdout.index("{") :])
     token, key_id = out["token"], out["key"]["id"]
     assert out["key"]["scopes"] == ["match", "bank:read"] and out["key"]["expires_at"]
     r = runner.invoke(key_app, ["list"])

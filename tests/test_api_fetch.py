@@ -9,11 +9,12 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
+
 from api_live import live_server
 from conftest import PHOTOS
-
 from lifeguard.api.config import ApiSettings
 from lifeguard.api.fetch import FetchError, FetchPolicy, address_refusal, fetch, host_allowed
 from lifeguard.settings import Settings
@@ -22,10 +23,10 @@ PHOTO = sorted((PHOTOS / "clothing").glob("*.jpg"))[0]
 
 
 class _Handler(BaseHTTPRequestHandler):
-    routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
-    hits: list[str] = []
+    routes: ClassVar[dict[str, tuple[int, dict[str, str], bytes]]] = {}
+    hits: ClassVar[list[str]] = []
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.hits.append(self.path)
         status, headers, body = self.routes.get(self.path, (404, {}, b"nope"))
         self.send_response(status)
@@ -138,7 +139,10 @@ def test_redirects_rechecked_and_limits(origin: str) -> None:
         with pytest.raises(FetchError) as e:
             fetch(origin + path, p)
         assert e.value.code == code, path
-    assert all(h in ("/to-private", "/to-metadata", "/to-other-host", "/loop", "/big", "/missing") for h in _Handler.hits)
+    assert all(
+        h in ("/to-private", "/to-metadata", "/to-other-host", "/loop", "/big", "/missing")
+        for h in _Handler.hits
+    )
 
 
 def test_match_url_through_the_api(origin: str, tmp_path: Path) -> None:
@@ -148,7 +152,9 @@ def test_match_url_through_the_api(origin: str, tmp_path: Path) -> None:
         r = c.post("/v1/match/url", json={"url": origin + "/photo.jpg"})
         assert r.status_code == 403 and r.json()["code"] == "url_fetch_disabled"
     # Enabled, loopback allow-listed, but still refused: a loopback address.
-    api = ApiSettings(url_fetch_enabled=True, url_fetch_allowed_hosts=["127.0.0.1"], url_fetch_allow_http=True)
+    api = ApiSettings(
+        url_fetch_enabled=True, url_fetch_allowed_hosts=["127.0.0.1"], url_fetch_allow_http=True
+    )
     with live_server(s, api) as lv, lv.client(lv.key("match")) as c:
         r = c.post("/v1/match/url", json={"url": origin + "/photo.jpg"})
         assert r.status_code == 403 and r.json()["code"] == "url_forbidden_address"
@@ -156,7 +162,10 @@ def test_match_url_through_the_api(origin: str, tmp_path: Path) -> None:
     api = api.model_copy(update={"UNSAFE_url_fetch_allow_loopback_for_tests": True})
     with live_server(s, api) as lv, lv.client(lv.key("admin")) as c:
         c.post("/v1/banks", json={"name": "URLS"})
-        c.post("/v1/banks/URLS/entries/media", files={"file": (PHOTO.name, PHOTO.read_bytes(), "image/jpeg")})
+        c.post(
+            "/v1/banks/URLS/entries/media",
+            files={"file": (PHOTO.name, PHOTO.read_bytes(), "image/jpeg")},
+        )
         r = c.post("/v1/match/url", json={"url": origin + "/hop", "content_id": "u1"})
         assert r.status_code == 200 and r.json()["matched"] and r.json()["content_id"] == "u1"
         r = c.post("/v1/match/url", json={"url": origin + "/to-private"})

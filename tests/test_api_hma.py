@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+
 from api_live import Live, live_server
 from conftest import PHOTOS, TE_DATA
-
 from lifeguard.settings import Settings
 
 REF = TE_DATA / "pdq-data" / "bridge-mods" / "aaa-orig.jpg"
@@ -67,7 +67,9 @@ def test_banks_crud(c: httpx.Client) -> None:
     assert r.status_code == 200 and r.json()["matching_enabled_ratio"] == 0
     r = c.put("/c/bank/MY_TEST_BANK_RENAMED", json={"enabled_ratio": 0.5})
     assert r.status_code == 200 and r.json()["matching_enabled_ratio"] == 0.5
-    assert c.get("/c/banks").json() == [{"name": "MY_TEST_BANK_RENAMED", "matching_enabled_ratio": 0.5}]
+    assert c.get("/c/banks").json() == [
+        {"name": "MY_TEST_BANK_RENAMED", "matching_enabled_ratio": 0.5}
+    ]
     assert c.put("/c/bank/MY_TEST_BANK_RENAMED", json={"enabled_ratio": 2}).status_code == 400
     # The lifeguard view agrees: enabled (ratio > 0).
     assert c.get("/v1/banks/MY_TEST_BANK_RENAMED").json()["enabled"] is True
@@ -89,14 +91,21 @@ def test_content_add_get_update_delete(c: httpx.Client) -> None:
     cid = body["id"]
     assert c.post("/c/bank/NO_BANK/content", files=photo()).status_code == 404
     assert c.post("/c/bank/NEW_BANK/content").status_code == 400
-    assert c.post("/c/bank/NEW_BANK/content", files={"file": ("x.jpg", b"x", "image/jpeg")}).status_code == 400
+    assert (
+        c.post(
+            "/c/bank/NEW_BANK/content", files={"file": ("x.jpg", b"x", "image/jpeg")}
+        ).status_code
+        == 400
+    )
 
     # test_bank_get_content
     r = c.get(f"/c/bank/NEW_BANK/content/{cid}")
     assert r.status_code == 200
     got = r.json()
     assert got["id"] == cid and got["disable_until_ts"] == 0
-    assert got["bank"] == {"name": "NEW_BANK", "matching_enabled_ratio": 1.0} and "signals" not in got
+    assert (
+        got["bank"] == {"name": "NEW_BANK", "matching_enabled_ratio": 1.0} and "signals" not in got
+    )
     assert c.get("/c/bank/NEW_BANK/content/999999").status_code == 404
     assert c.get("/c/bank/TEST_BANK_GET/content/1").status_code == 404
 
@@ -119,8 +128,13 @@ def test_content_add_get_update_delete(c: httpx.Client) -> None:
     r = c.put(f"/c/bank/NEW_BANK/content/{cid}", json={"disable_until_ts": ts})
     assert r.status_code == 200 and r.json()["disable_until_ts"] == ts
     assert c.get(f"/v1/banks/NEW_BANK/entries/{cid}").json()["status"] == "disabled"
-    assert c.put(f"/c/bank/NEW_BANK/content/{cid}", json={"disable_until_ts": 9999999999}).status_code == 400
-    assert c.put(f"/c/bank/NEW_BANK/content/{cid}", json={"disable_until_ts": -1}).status_code == 400
+    assert (
+        c.put(f"/c/bank/NEW_BANK/content/{cid}", json={"disable_until_ts": 9999999999}).status_code
+        == 400
+    )
+    assert (
+        c.put(f"/c/bank/NEW_BANK/content/{cid}", json={"disable_until_ts": -1}).status_code == 400
+    )
     r = c.put(f"/c/bank/NEW_BANK/content/{cid}", json={"disable_until_ts": 0})
     assert r.json()["disable_until_ts"] == 0
 
@@ -136,7 +150,10 @@ def test_add_metadata(c: httpx.Client) -> None:
     r = c.post("/c/bank/META/signal", json={"pdq": REF_PDQ})
     assert r.status_code == 200
     # HMA sends metadata with ?url=; an unknown key is a 400 before anything is fetched or added.
-    r = c.post("/c/bank/META/content?url=https://example.com/x.jpg", json={"metadata": {"invalid_metadata": 5}})
+    r = c.post(
+        "/c/bank/META/content?url=https://example.com/x.jpg",
+        json={"metadata": {"invalid_metadata": 5}},
+    )
     assert r.status_code == 400
 
 
@@ -150,16 +167,28 @@ def test_lookups(c: httpx.Client) -> None:
     assert r.status_code == 200 and len(r.json()["matches"]) == 3
     assert all(isinstance(x, int) for x in r.json()["matches"])
     assert len(c.get("/m/raw_lookup", params={**q, "banks": "BANK_A"}).json()["matches"]) == 1
-    assert len(c.get("/m/raw_lookup", params={**q, "banks": "BANK_A,BANK_B"}).json()["matches"]) == 2
-    assert c.get("/m/raw_lookup", params={**q, "banks": "NON_EXISTENT_BANK"}).json() == {"matches": []}
-    with_dist = c.get("/m/raw_lookup", params={**q, "include_distance": "true", "banks": "BANK_A,BANK_B"}).json()
+    assert (
+        len(c.get("/m/raw_lookup", params={**q, "banks": "BANK_A,BANK_B"}).json()["matches"]) == 2
+    )
+    assert c.get("/m/raw_lookup", params={**q, "banks": "NON_EXISTENT_BANK"}).json() == {
+        "matches": []
+    }
+    with_dist = c.get(
+        "/m/raw_lookup", params={**q, "include_distance": "true", "banks": "BANK_A,BANK_B"}
+    ).json()
     assert len(with_dist["matches"]) == 2
-    assert all(set(m) == {"bank_content_id", "distance"} and m["distance"] == "0" for m in with_dist["matches"])
+    assert all(
+        set(m) == {"bank_content_id", "distance"} and m["distance"] == "0"
+        for m in with_dist["matches"]
+    )
 
     r = c.get("/m/lookup", params=q)
     assert r.status_code == 200 and set(r.json()) == {"BANK_A", "BANK_B", "BANK_C"}
     assert all(set(m) == {"bank_content_id", "distance"} for m in r.json()["BANK_A"])
-    assert set(c.get("/m/lookup", params={**q, "banks": "BANK_A,BANK_C"}).json()) == {"BANK_A", "BANK_C"}
+    assert set(c.get("/m/lookup", params={**q, "banks": "BANK_A,BANK_C"}).json()) == {
+        "BANK_A",
+        "BANK_C",
+    }
     assert c.get("/m/lookup", params={**q, "banks": "NON_EXISTENT_BANK"}).json() == {}
     assert c.get("/m/lookup").status_code == 400
 
@@ -214,7 +243,10 @@ def test_hash_post(c: httpx.Client) -> None:
     assert set(r.json()) == {"pdq", "md5"}
     assert c.post("/h/hash?types=tmk", files=photo()).status_code == 400
     assert c.post("/h/hash", files={"audio": ("a", b"x", "audio/wav")}).status_code == 400
-    two = [("photo", ("a.jpg", REF.read_bytes(), "image/jpeg")), ("photo", ("b.jpg", REF.read_bytes(), "image/jpeg"))]
+    two = [
+        ("photo", ("a.jpg", REF.read_bytes(), "image/jpeg")),
+        ("photo", ("b.jpg", REF.read_bytes(), "image/jpeg")),
+    ]
     assert c.post("/h/hash", files=two).status_code == 400
     assert c.get("/h/hash").status_code == 400  # url is required
     r = c.get("/h/hash", params={"url": "https://example.com/x.jpg"})
@@ -225,4 +257,7 @@ def test_signal_and_content_types(c: httpx.Client) -> None:
     st = c.get("/c/signal_type").json()
     assert {"name": "pdq", "enabled_ratio": 1.0} in st
     ct = c.get("/c/content_type").json()
-    assert {"name": "photo", "enabled": True} in ct and {x["name"] for x in ct} == {"photo", "video"}
+    assert {"name": "photo", "enabled": True} in ct and {x["name"] for x in ct} == {
+        "photo",
+        "video",
+    }

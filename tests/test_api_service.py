@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import sys
 import threading
 import types
@@ -12,10 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-from api_live import Live, live_server
-from conftest import PHOTOS, TE_DATA
 from PIL import Image
 
+from api_live import Live, live_server
+from conftest import PHOTOS, TE_DATA
 from lifeguard.api.config import ApiSettings
 from lifeguard.matching import Matcher
 from lifeguard.settings import Settings
@@ -32,7 +33,9 @@ def upload(path: Path, field: str = "file") -> dict[str, Any]:
 
 def flipped_jpeg(path: Path) -> bytes:
     buf = io.BytesIO()
-    Image.open(path).convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(buf, "JPEG", quality=90)
+    Image.open(path).convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(
+        buf, "JPEG", quality=90
+    )
     return buf.getvalue()
 
 
@@ -57,24 +60,35 @@ def test_hash_upload_matches_library(c: httpx.Client) -> None:
     assert body["md5"] == lib.md5 and body["sha256"] == lib.sha256
     assert body["path"] == REF.name and "query_variants" not in body
     r = c.post("/v1/hash?variants=true", files=upload(REF))
-    assert set(r.json()["query_variants"]) >= {"rotate90", "flip_x"} or len(r.json()["query_variants"]) >= 3
+    assert (
+        set(r.json()["query_variants"]) >= {"rotate90", "flip_x"}
+        or len(r.json()["query_variants"]) >= 3
+    )
 
 
-def test_bank_lifecycle_and_matching(live: Live, c: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bank_lifecycle_and_matching(
+    live: Live, c: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[tuple[Any, ...]] = []
     fake = types.ModuleType("lifeguard.actions")
-    fake.record_match = lambda db, result, content_id, media: calls.append((db, result, content_id, media))  # type: ignore[attr-defined]
+    fake.record_match = lambda db, result, content_id, media: calls.append(
+        (db, result, content_id, media)
+    )  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "lifeguard.actions", fake)
 
     r = c.post("/v1/banks", json={"name": "known_photos", "categories": ["test"]})
     assert r.status_code == 201 and r.json()["name"] == "KNOWN_PHOTOS"
     assert c.post("/v1/banks", json={"name": "KNOWN_PHOTOS"}).status_code == 409
-    listed = c.post("/v1/banks/KNOWN_PHOTOS/entries/media", files=upload(KODAK[0]), data={"note": "n1"})
+    listed = c.post(
+        "/v1/banks/KNOWN_PHOTOS/entries/media", files=upload(KODAK[0]), data={"note": "n1"}
+    )
     assert listed.status_code == 201
     kinds = {a["entry"]["signal_type"] for a in listed.json()}
     assert kinds == {"pdq", "md5"}
     pdq_entry = next(a["entry"] for a in listed.json() if a["entry"]["signal_type"] == "pdq")
-    assert pdq_entry["external_id"] == KODAK[0].name and pdq_entry["added_by"].startswith("api-key:")
+    assert pdq_entry["external_id"] == KODAK[0].name and pdq_entry["added_by"].startswith(
+        "api-key:"
+    )
 
     # The listed photo matches, by upload and by its flipped copy (variants); another does not.
     r = c.post("/v1/match", files=upload(KODAK[0]), data={"content_id": "post-1"})
@@ -83,10 +97,17 @@ def test_bank_lifecycle_and_matching(live: Live, c: httpx.Client, monkeypatch: p
     assert res["matched"] and res["banks"] == ["KNOWN_PHOTOS"] and res["content_id"] == "post-1"
     assert {m["entry_id"] for m in res["matches"]} >= {pdq_entry["id"]}
     assert res["media"]["pdq"] == pdq_entry["value"]
-    assert calls and calls[-1][2] == "post-1" and calls[-1][1].matched and calls[-1][3].pdq == pdq_entry["value"]
+    assert (
+        calls
+        and calls[-1][2] == "post-1"
+        and calls[-1][1].matched
+        and calls[-1][3].pdq == pdq_entry["value"]
+    )
     r = c.post("/v1/match", files={"file": ("f.jpg", flipped_jpeg(KODAK[0]), "image/jpeg")})
     assert r.json()["matched"] and r.json()["matches"][0]["variant"] == "dihedral"
-    r = c.post("/v1/match?variants=false", files={"file": ("f.jpg", flipped_jpeg(KODAK[0]), "image/jpeg")})
+    r = c.post(
+        "/v1/match?variants=false", files={"file": ("f.jpg", flipped_jpeg(KODAK[0]), "image/jpeg")}
+    )
     assert not r.json()["matched"]
     n_calls = len(calls)
     r = c.post("/v1/match", files=upload(KODAK[1]))
@@ -94,7 +115,9 @@ def test_bank_lifecycle_and_matching(live: Live, c: httpx.Client, monkeypatch: p
     assert len(calls) == n_calls  # the hook only hears about matches
 
     # Signals.
-    r = c.post("/v1/match/signals", json={"signals": [{"signal_type": "pdq", "value": pdq_entry["value"]}]})
+    r = c.post(
+        "/v1/match/signals", json={"signals": [{"signal_type": "pdq", "value": pdq_entry["value"]}]}
+    )
     assert r.json()["matched"] and r.json()["media"] is None
     r = c.post("/v1/match/signals", json={"signals": [{"signal_type": "md5", "value": "0" * 32}]})
     assert r.status_code == 200 and not r.json()["matched"]
@@ -115,15 +138,22 @@ def test_bank_lifecycle_and_matching(live: Live, c: httpx.Client, monkeypatch: p
     # Entries: list/page, get, disable stops matching, enable, delete (tombstone).
     page = c.get("/v1/banks/KNOWN_PHOTOS/entries", params={"limit": 1}).json()
     assert page["total"] == 2 and len(page["items"]) == 1 and page["next_after_id"]
-    page2 = c.get("/v1/banks/KNOWN_PHOTOS/entries", params={"limit": 1, "after_id": page["next_after_id"]}).json()
+    page2 = c.get(
+        "/v1/banks/KNOWN_PHOTOS/entries", params={"limit": 1, "after_id": page["next_after_id"]}
+    ).json()
     assert page2["next_after_id"] is None and page2["items"][0]["id"] != page["items"][0]["id"]
     eid = pdq_entry["id"]
     assert c.get(f"/v1/banks/KNOWN_PHOTOS/entries/{eid}").json()["value"] == pdq_entry["value"]
-    r = c.patch(f"/v1/banks/KNOWN_PHOTOS/entries/{eid}", json={"status": "disabled", "reason": "review"})
+    r = c.patch(
+        f"/v1/banks/KNOWN_PHOTOS/entries/{eid}", json={"status": "disabled", "reason": "review"}
+    )
     assert r.json()["status"] == "disabled" and r.json()["status_reason"] == "review"
     md5_only = c.post("/v1/match", files=upload(KODAK[0])).json()
     assert {m["signal_type"] for m in md5_only["matches"]} == {"md5"}
-    assert c.patch(f"/v1/banks/KNOWN_PHOTOS/entries/{eid}", json={"status": "active"}).json()["status"] == "active"
+    assert (
+        c.patch(f"/v1/banks/KNOWN_PHOTOS/entries/{eid}", json={"status": "active"}).json()["status"]
+        == "active"
+    )
     assert c.delete(f"/v1/banks/KNOWN_PHOTOS/entries/{eid}").json()["status"] == "removed"
     r = c.patch(f"/v1/banks/KNOWN_PHOTOS/entries/{eid}", json={"status": "disabled"})
     assert r.status_code == 409 and r.json()["code"] == "conflict"
@@ -177,13 +207,25 @@ def test_import_streamed_and_multipart_and_export(c: httpx.Client) -> None:
     assert "md5" in res["rejections"][0]["reason"] and "not-a-hash" in res["rejections"][0]["text"]
 
     # Multipart, JSON Lines, idempotent: duplicates counted, nothing added twice.
-    jl = '{"signal_type": "md5", "value": "%032x"}\n' % 1 + '{"signal_type": "md5", "value": "%032x"}\n' % 5000
-    r = c.post("/v1/banks/LIST/import", files={"file": ("more.jsonl", jl.encode(), "application/x-ndjson")})
+    jl = "".join(json.dumps({"signal_type": "md5", "value": f"{i:032x}"}) + "\n" for i in (1, 5000))
+    r = c.post(
+        "/v1/banks/LIST/import", files={"file": ("more.jsonl", jl.encode(), "application/x-ndjson")}
+    )
     assert r.status_code == 200 and r.json()["added"] == 1 and r.json()["duplicates"] == 1
 
     # Bad input: unknown bank 404, unusable file 422, missing file field 422.
-    assert c.post("/v1/banks/NOPE/import", content=b"x", headers={"Content-Type": "text/plain"}).status_code == 404
-    r = c.post("/v1/banks/LIST/import", content=b"a,b\n1,2\n", headers={"Content-Type": "text/csv"}, params={"filename": "x.csv"})
+    assert (
+        c.post(
+            "/v1/banks/NOPE/import", content=b"x", headers={"Content-Type": "text/plain"}
+        ).status_code
+        == 404
+    )
+    r = c.post(
+        "/v1/banks/LIST/import",
+        content=b"a,b\n1,2\n",
+        headers={"Content-Type": "text/csv"},
+        params={"filename": "x.csv"},
+    )
     assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
     r = c.post("/v1/banks/LIST/import", files={"other": ("x.csv", b"md5\n", "text/csv")})
     assert r.status_code == 422
@@ -202,7 +244,9 @@ def test_import_streamed_and_multipart_and_export(c: httpx.Client) -> None:
     assert c.get("/v1/banks/NOPE/export").status_code == 404
 
 
-def test_readyz_is_503_until_the_index_loads(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readyz_is_503_until_the_index_loads(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     gate = threading.Event()
     real_load = Matcher.load
 
@@ -217,8 +261,14 @@ def test_readyz_is_503_until_the_index_loads(settings: Settings, monkeypatch: py
         assert r.status_code == 503 and r.json()["status"] == "loading"
         assert httpx.get(lv.base_url + "/status").status_code == 503
         with lv.client(lv.key("match")) as c:
-            r = c.post("/v1/match/signals", json={"signals": [{"signal_type": "md5", "value": "0" * 32}]})
-            assert r.status_code == 503 and r.json()["code"] == "index_not_ready" and r.headers["retry-after"]
+            r = c.post(
+                "/v1/match/signals", json={"signals": [{"signal_type": "md5", "value": "0" * 32}]}
+            )
+            assert (
+                r.status_code == 503
+                and r.json()["code"] == "index_not_ready"
+                and r.headers["retry-after"]
+            )
         gate.set()
         lv.wait_ready()
         assert httpx.get(lv.base_url + "/readyz").json()["status"] == "ready"
@@ -241,7 +291,10 @@ def _hash_while_probing(live: Live, data: bytes) -> None:
     def post() -> None:
         try:
             with live.client(token) as c:
-                assert c.post("/v1/hash", files={"file": ("big.png", data, "image/png")}).status_code == 200
+                assert (
+                    c.post("/v1/hash", files={"file": ("big.png", data, "image/png")}).status_code
+                    == 200
+                )
         except BaseException as e:  # pragma: no cover - reported below
             errors.append(e)
 

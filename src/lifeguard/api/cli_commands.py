@@ -13,9 +13,12 @@ import datetime as dt
 import json
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from lifeguard.api.keys import KeyStore
 
 key_app = typer.Typer(
     help="API keys for the HTTP service: create, list, revoke.", no_args_is_help=True
@@ -63,7 +66,7 @@ def parse_expiry(text: str, now: dt.datetime | None = None) -> dt.datetime:
     return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
 
 
-def _store():  # type: ignore[no-untyped-def]
+def _store() -> KeyStore:
     from lifeguard.api.config import load_settings
     from lifeguard.api.keys import KeyStore
     from lifeguard.store.db import Database

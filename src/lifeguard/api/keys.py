@@ -11,10 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import re
-import secrets
 import logging
 import queue
+import re
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Iterator

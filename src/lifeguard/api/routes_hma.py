@@ -11,6 +11,7 @@ A content id here is an entry id; adding media returns the id of its first (PDQ)
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import random
 import re
@@ -323,8 +324,14 @@ async def m_lookup_get(
         resp: dict[str, Any] = {}
         for st_name, value in hashes.items():
             resp[st_name] = await run_in_threadpool(
-                lambda v=value, n=st_name: _lookup(
-                    st, v, n, seed=seed, bypass_coinflip=bypass_coinflip, banks=wanted
+                functools.partial(
+                    _lookup,
+                    st,
+                    value,
+                    st_name,
+                    seed=seed,
+                    bypass_coinflip=bypass_coinflip,
+                    banks=wanted,
                 )
             )
         if signal_type is not None:
@@ -357,8 +364,8 @@ async def m_lookup_post(
     resp: dict[str, Any] = {}
     for name, value in hashes.items():
         resp[name] = await run_in_threadpool(
-            lambda v=value, n=name: _lookup(
-                st, v, n, seed=seed, bypass_coinflip=bypass_coinflip, banks=wanted
+            functools.partial(
+                _lookup, st, value, name, seed=seed, bypass_coinflip=bypass_coinflip, banks=wanted
             )
         )
     return resp

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import email.message
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Literal, TypeVar
 
 from fastapi import HTTPException, Request, Response
@@ -28,7 +28,7 @@ SCOPE_ATTR = "__lifeguard_scope__"
 PUBLIC_ATTR = "__lifeguard_public__"
 BODY_ATTR = "__lifeguard_body__"
 MULTIPART_OVERHEAD = 1024 * 1024
-SECURITY = [{"bearer": []}, {"apiKey": []}]
+SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
 
 
 def scoped(scope: str, *, body: BodyKind | None = None) -> Callable[[F], F]:
@@ -203,7 +203,7 @@ class GuardedRoute(APIRoute):
                 f"Content-Type {mt or '(none)'!r} is not accepted here; send {want}",
             )
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         route = self
 
