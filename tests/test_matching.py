@@ -212,3 +212,26 @@ def test_snapshot_round_trip_then_deltas(
     broken.load()
     assert broken.match_media(late).matched
     assert not broken.match_media(hash_file(KODAK[0], settings)).matched
+
+
+def test_build_saves_a_snapshot_for_big_indexes(
+    db: Database, settings: Settings, listed: list[list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lifeguard.matching.matcher as matcher_mod
+
+    monkeypatch.setattr(matcher_mod, "AUTO_SNAPSHOT_ITEMS", 10**9)
+    Matcher(db, settings).load()
+    assert not (settings.index_dir / "meta.json").exists()
+    monkeypatch.setattr(matcher_mod, "AUTO_SNAPSHOT_ITEMS", 1)
+    m = Matcher(db, settings)
+    m.load()
+    assert (settings.index_dir / "meta.json").exists()
+    leftovers = [
+        p.name
+        for p in settings.index_dir.parent.iterdir()
+        if p.name != "index" and "index" in p.name
+    ]
+    assert leftovers == []
+    again = Matcher(db, settings)
+    again.load()
+    assert len(again.pdq) == len(m.pdq) and again.revision == m.revision

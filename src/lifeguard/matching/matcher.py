@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +52,8 @@ LISTED_VARIANTS: tuple[str, ...] = (
 _LISTED_CODE = {n: i for i, n in enumerate(LISTED_VARIANTS)}
 SNAPSHOT_VERSION = 1
 VPDQ_FRAME_BITS = 20  # vPDQ frame items: entry_id << 20 | frame ordinal
+#: After building from the database, save a snapshot when the index holds at least this many items.
+AUTO_SNAPSHOT_ITEMS = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +122,14 @@ class Matcher:
         with self._lock:
             if not (use_snapshot and self._load_snapshot()):
                 self._build()
+                if (
+                    use_snapshot
+                    and len(self.pdq) + len(self.md5) + len(self.sha256) >= AUTO_SNAPSHOT_ITEMS
+                ):
+                    try:  # next start loads in seconds instead of re-reading every entry
+                        self.save_snapshot()
+                    except OSError as e:
+                        log.warning("could not save index snapshot: %s", e)
             self.loaded = True
             self.sync(force=True)
 
@@ -259,37 +272,35 @@ class Matcher:
 
     # ------------------------------------------------------------------ snapshots
     def save_snapshot(self) -> Path:
-        """Write the indexes and the revision they reflect (documented in docs/index-format.md)."""
+        """Write the indexes and the revision they reflect (documented in docs/index-format.md).
+
+        Written to a private folder, then swapped in by renames: a reader sees the old snapshot or the
+        new one, and two processes saving at once cannot corrupt it (the last one wins)."""
         with self._lock:
             d = self.snapshot_dir
-            tmp = d.with_name(d.name + ".tmp")
-            if tmp.exists():
-                import shutil
-
-                shutil.rmtree(tmp)
-            tmp.mkdir(parents=True)
-            self.pdq.save(tmp / "pdq")
-            self.md5.save(tmp / "md5")
-            self.sha256.save(tmp / "sha256")
-            meta = {
-                "version": SNAPSHOT_VERSION,
-                "revision": self.revision,
-                "listed_variants": list(LISTED_VARIANTS),
-                "database": self.db.engine.url.render_as_string(hide_password=True),
-                "saved_at": time.time(),
-            }
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-            if d.exists():
-                import shutil
-
-                old = d.with_name(d.name + ".old")
-                if old.exists():
-                    shutil.rmtree(old)
-                d.rename(old)
+            d.parent.mkdir(parents=True, exist_ok=True)
+            tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            tmp = d.with_name(f"{d.name}.tmp-{tag}")
+            tmp.mkdir()
+            try:
+                self.pdq.save(tmp / "pdq")
+                self.md5.save(tmp / "md5")
+                self.sha256.save(tmp / "sha256")
+                meta = {
+                    "version": SNAPSHOT_VERSION,
+                    "revision": self.revision,
+                    "listed_variants": list(LISTED_VARIANTS),
+                    "database": self.db.engine.url.render_as_string(hide_password=True),
+                    "saved_at": time.time(),
+                }
+                (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+                old = d.with_name(f"{d.name}.old-{tag}")
+                if d.exists():
+                    d.rename(old)
                 tmp.rename(d)
-                shutil.rmtree(old)
-            else:
-                tmp.rename(d)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.rmtree(d.with_name(f"{d.name}.old-{tag}"), ignore_errors=True)
             return d
 
     def _load_snapshot(self) -> bool:
