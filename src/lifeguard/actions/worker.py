@@ -20,12 +20,14 @@ import os
 import random
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Literal
 
-from lifeguard.actions.outbox import Claimed, claim, finish
+from lifeguard.actions.outbox import Claimed, DeliveryStatus, claim, finish
 from lifeguard.actions.webhooks import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
@@ -136,14 +138,14 @@ class Worker:
             ca_file=self.config.ca_file,
         )
 
-    def deliver(self, c: Claimed) -> str:
+    def deliver(self, c: Claimed) -> DeliveryStatus | Literal["lease_lost"]:
         """Send one claimed delivery and record the outcome; returns the new status."""
         started = self.clock()
         if c.url is None or c.secret is None:
             res = SendResult("dead", None, "rule removed before delivery")
         else:
             body = payload_bytes(c.event.to_json(), c.id)
-            ts = int(started.timestamp())
+            ts = int(time.time())  # wall time: receivers compare it with their clocks
             headers = {
                 "Content-Type": "application/json",
                 "User-Agent": USER_AGENT,
@@ -159,7 +161,7 @@ class Worker:
                 log.exception("delivery %d: sender raised", c.id)
                 res = SendResult("retry", None, f"internal error: {type(e).__name__}: {e}")
         now = self.clock()
-        status: str
+        status: DeliveryStatus
         nxt: dt.datetime | None = None
         error = res.error
         if res.outcome == "delivered":
@@ -180,7 +182,7 @@ class Worker:
             c,
             now=now,
             attempted_at=started,
-            status=status,  # type: ignore[arg-type]
+            status=status,
             http_status=res.status,
             error=error,
             next_attempt_at=nxt,
