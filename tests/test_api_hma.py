@@ -5,8 +5,11 @@ curation.py). Differences from HMA are documented in docs/api.md."""
 
 from __future__ import annotations
 
+import sys
 import time
+import types
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -157,8 +160,14 @@ def test_add_metadata(c: httpx.Client) -> None:
     assert r.status_code == 400
 
 
-def test_lookups(c: httpx.Client) -> None:
+def test_lookups(c: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
     """test_match_api.py: raw_lookup, lookup, bank filters; test_api.py: POST /m/lookup."""
+    calls: list[tuple[Any, ...]] = []
+    fake = types.ModuleType("lifeguard.actions")
+    fake.record_match = lambda db, result, content_id, media: calls.append(
+        (result, content_id, media)
+    )  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "lifeguard.actions", fake)
     for b in ("BANK_A", "BANK_B", "BANK_C"):
         assert c.post("/c/banks", json={"name": b}).status_code == 201
         assert c.post(f"/c/bank/{b}/signal", json={"pdq": REF_PDQ}).status_code == 200
@@ -193,8 +202,14 @@ def test_lookups(c: httpx.Client) -> None:
     assert c.get("/m/lookup").status_code == 400
 
     # POST with an upload: keyed by signal type, then bank.
-    r = c.post("/m/lookup", files=photo())
+    r = c.post("/m/lookup?seed=post-9", files=photo())
     assert r.status_code == 200 and set(r.json()["pdq"]) == {"BANK_A", "BANK_B", "BANK_C"}
+    result, content_id, media = calls[-1]
+    assert (
+        content_id == "post-9"
+        and media.pdq == REF_PDQ
+        and set(result.banks) == set(r.json()["pdq"])
+    )
     r = c.post("/m/lookup", files=photo(OTHER))
     assert r.json() == {"pdq": {}}
     # A near match: the distance is reported as a string, like HMA.

@@ -10,6 +10,7 @@ A content id here is an entry id; adding media returns the id of its first (PDQ)
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -29,7 +30,7 @@ from lifeguard.api.models import HmaBankRatio
 from lifeguard.api.problems import Problem
 from lifeguard.api.routes_v1 import fetch_url, hash_upload, read_upload
 from lifeguard.api.routing import GuardedRoute, public, scoped
-from lifeguard.api.state import AppState, get_state
+from lifeguard.api.state import AppState, get_state, record_match
 from lifeguard.banks import BankInfo, EntryInfo
 from lifeguard.banks.service import BANK_NAME_RE
 from lifeguard.errors import Conflict, InvalidSignal, LifeguardError, NotFound
@@ -200,19 +201,26 @@ def _lookup(
     seed: str | None,
     bypass_coinflip: bool,
     banks: set[str] | None,
+    media: MediaHashes | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
+    """HMA's ``lookup``: standing matches by bank, after the bank filter and the
+    ``enabled_ratio`` coin flip. The reported matches go to the actions hook (``seed`` is HMA's
+    content id)."""
     r = _match(st, signal, signal_type)
     ratios = _ratios(st)
     coin = 0.0 if bypass_coinflip else random.Random(seed).random()
     out: dict[str, list[dict[str, Any]]] = {}
+    reported = []
     for m in r.matches:
         if banks is not None and m.bank not in banks:
             continue
         if ratios.get(m.bank_id, 1.0) < coin:
             continue
+        reported.append(m)
         out.setdefault(m.bank, []).append(
             {"bank_content_id": m.entry_id, "distance": str(m.distance)}
         )
+    record_match(st, dataclasses.replace(r, matches=reported), seed, media)
     return out
 
 
@@ -320,7 +328,7 @@ async def m_lookup_get(
     wanted = _banks_param(banks)
     if url:
         st.require_ready()
-        hashes, _ = await _hash_url(st, url, content_type, types)
+        hashes, h = await _hash_url(st, url, content_type, types)
         resp: dict[str, Any] = {}
         for st_name, value in hashes.items():
             resp[st_name] = await run_in_threadpool(
@@ -332,6 +340,7 @@ async def m_lookup_get(
                     seed=seed,
                     bypass_coinflip=bypass_coinflip,
                     banks=wanted,
+                    media=h,
                 )
             )
         if signal_type is not None:
@@ -359,13 +368,20 @@ async def m_lookup_post(
     st = get_state(request)
     st.require_ready()
     _require_multipart(request)
-    hashes, _ = await _hash_form(request, st, types)
+    hashes, h = await _hash_form(request, st, types)
     wanted = _banks_param(banks)
     resp: dict[str, Any] = {}
     for name, value in hashes.items():
         resp[name] = await run_in_threadpool(
             functools.partial(
-                _lookup, st, value, name, seed=seed, bypass_coinflip=bypass_coinflip, banks=wanted
+                _lookup,
+                st,
+                value,
+                name,
+                seed=seed,
+                bypass_coinflip=bypass_coinflip,
+                banks=wanted,
+                media=h,
             )
         )
     return resp
