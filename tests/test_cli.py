@@ -182,3 +182,17 @@ def test_real_subprocess_hash(tmp_path: Path, db_url: str) -> None:
     assert r.returncode == 0, r.stderr
     recs = [json.loads(x) for x in r.stdout.splitlines()]
     assert recs[0]["pdq"] and recs[1]["error"]["code"] == "not_found"
+
+
+def test_match_record_writes_events_without_media(env: Path) -> None:
+    d = _media_dir(env)
+    run("bank", "create", "KNOWN")
+    run("entry", "add", "KNOWN", "--media", str(KODAK[1]))
+    code, _, _ = run("match", str(d))
+    assert code == 0 and run("events", "list")[1].strip() == ""  # no --record: nothing stored
+    code, _, _ = run("match", str(d), "--record")
+    assert code == 0
+    events = [json.loads(x) for x in run("events", "list")[1].splitlines()]
+    assert events and {Path(e["content_id"]).name for e in events} == {"b-flipped.jpg"}
+    assert events[0]["match"]["variant"] == "dihedral"
+    assert "path" not in json.dumps(events[0]["query"])  # hashes only, never the media or its path

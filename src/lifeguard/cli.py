@@ -41,6 +41,11 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="jsonl or table")]
+VariantsOpt = Annotated[bool, typer.Option(help="Look up dihedral and trimmed variants too.")]
+RecordOpt = Annotated[
+    bool,
+    typer.Option(help="Record match events (content id = path) and queue the banks' webhooks."),
+]
 
 
 def _settings() -> Settings:
@@ -139,11 +144,15 @@ def _open_matcher(settings: Settings) -> Any:
 
 
 def _match_record(
-    p: Path, res: MediaHashes | MediaError, matcher: Any, variants: bool
+    p: Path, res: MediaHashes | MediaError, matcher: Any, variants: bool, record: bool = False
 ) -> dict[str, Any]:
     if isinstance(res, MediaError):
         return _error_record(p, res)
     r = matcher.match_media(res, variants=variants)
+    if record:  # no-op (no database write) when nothing matched
+        from lifeguard.actions import record_match
+
+        record_match(matcher.db, r, str(p), res)
     rec: dict[str, Any] = {
         "path": str(p),
         "kind": res.kind,
@@ -195,9 +204,8 @@ def _match_table(records: list[dict[str, Any]]) -> Table:
 def match_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders (folders recurse).")],
     fmt: FormatOpt = "jsonl",
-    variants: Annotated[
-        bool, typer.Option(help="Look up dihedral and trimmed variants too.")
-    ] = True,
+    variants: VariantsOpt = True,
+    record: RecordOpt = False,
 ) -> None:
     """Match media against the banks: matched banks, entries, distances and which variant matched."""
     _check_format(fmt)
@@ -205,7 +213,7 @@ def match_cmd(
     matcher = _open_matcher(settings)
     records = []
     for p, res in _hash_all(paths, settings, query_variants=variants):
-        rec = _match_record(p, res, matcher, variants)
+        rec = _match_record(p, res, matcher, variants, record)
         if fmt == "jsonl":
             sys.stdout.write(json.dumps(rec) + "\n")
             sys.stdout.flush()
@@ -221,9 +229,8 @@ def scan_cmd(
     out_path: Annotated[
         Path, typer.Option("--out", "-o", help="JSONL report; an existing one is resumed.")
     ],
-    variants: Annotated[
-        bool, typer.Option(help="Look up dihedral and trimmed variants too.")
-    ] = True,
+    variants: VariantsOpt = True,
+    record: RecordOpt = False,
 ) -> None:
     """Local backfill with progress. Interrupted, it resumes: files already in the report are skipped."""
     settings = _settings()
@@ -243,7 +250,7 @@ def scan_cmd(
                 res: MediaHashes | MediaError = hash_file(p, settings, query_variants=variants)
             except MediaError as e:
                 res = e
-            rec = _match_record(p, res, matcher, variants)
+            rec = _match_record(p, res, matcher, variants, record)
             matched += bool(rec.get("matched"))
             errors += "error" in rec
             f.write(json.dumps(rec) + "\n")
@@ -655,6 +662,16 @@ def index_status() -> None:
             "banks": len(m.banks),
         }
     )
+
+
+def _register_rooms() -> None:
+    """Commands that live with their rooms: actions (worker, rules, deliveries, events)."""
+    from lifeguard.actions.cli_commands import register as register_actions
+
+    register_actions(app)
+
+
+_register_rooms()
 
 
 def main() -> None:  # pragma: no cover - console entry point
