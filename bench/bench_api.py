@@ -2,9 +2,11 @@
 
     python bench/bench_api.py [--images 160] [--clients 4]
 
-1. GIL: ``decode_image`` and ``pdq_from_pixels`` over the same inputs, 1 thread vs 2 threads. A
-   ratio near 2 means the call releases the GIL (threads hash in parallel); near 1 means it holds
-   it. This decides whether the API's hashing threadpool can use more than one core.
+1. GIL: ``decode_image`` and ``pdq_from_pixels`` over the same inputs, 1 thread vs 2 threads (a
+   ratio near 2 needs a free core as well as a released GIL), and the progress a pure-Python
+   thread makes while the call runs, relative to its rate while this thread sleeps (near 0: the
+   call holds the GIL; near 1: it releases it). This decides whether the API's hashing threadpool
+   can use more than one core and whether hashing blocks the event loop.
 2. End to end: ``POST /v1/match`` of each photo through uvicorn + httpx (``--clients`` concurrent
    clients), with ``hash_threads`` = 1 and = CPU count, against the in-process anchor (the same
    ``hash_bytes`` + ``Matcher.match_media`` calls in a loop, no HTTP) in the same run.
@@ -32,7 +34,26 @@ sys.path.insert(0, str(ROOT / "tests"))
 PHOTOS = ROOT.parent / "shared" / "data" / "photos"
 
 
-def gil(datas: list[bytes]) -> list[tuple[str, float, float]]:
+def _spin_rate(fn: Any) -> float:
+    """Iterations/s a pure-Python thread makes while ``fn`` runs in this thread."""
+    stop = threading.Event()
+    n = [0]
+
+    def spin() -> None:
+        while not stop.is_set():
+            n[0] += 1
+
+    th = threading.Thread(target=spin)
+    th.start()
+    t = time.perf_counter()
+    fn()
+    el = time.perf_counter() - t
+    stop.set()
+    th.join()
+    return n[0] / el
+
+
+def gil(datas: list[bytes]) -> list[tuple[str, float, float, float]]:
     from lifeguard.settings import Settings
     from lifeguard.signals.image import decode_image
     from lifeguard.signals.pdq import pdq_from_pixels
@@ -53,7 +74,9 @@ def gil(datas: list[bytes]) -> list[tuple[str, float, float]]:
             t = time.perf_counter()
             list(ex.map(fn, items))
             two = time.perf_counter() - t
-        out.append((name, len(items) / one, len(items) / two))
+        free = _spin_rate(lambda t1=one: time.sleep(t1))
+        busy = _spin_rate(lambda f=fn, xs=items: [f(x) for x in xs])
+        out.append((name, len(items) / one, len(items) / two, busy / free))
     return out
 
 
@@ -73,9 +96,10 @@ def anchor(datas: list[tuple[str, bytes]], settings: Any) -> float:
     return len(datas) / el
 
 
-def http_run(datas: list[tuple[str, bytes]], settings: Any, threads: int, clients: int) -> tuple[float, float]:
+def http_run(
+    datas: list[tuple[str, bytes]], settings: Any, threads: int, clients: int
+) -> tuple[float, float]:
     from api_live import live_server
-
     from lifeguard.api.config import ApiSettings
 
     api = ApiSettings(hash_threads=threads, rate_limit_per_s=0)
@@ -110,10 +134,12 @@ def http_run(datas: list[tuple[str, bytes]], settings: Any, threads: int, client
 
 def signals_latency(settings: Any, pdq: str) -> tuple[float, float]:
     from api_live import live_server
-
     from lifeguard.api.config import ApiSettings
 
-    with live_server(settings, ApiSettings(rate_limit_per_s=0)) as lv, lv.client(lv.key("match")) as c:
+    with (
+        live_server(settings, ApiSettings(rate_limit_per_s=0)) as lv,
+        lv.client(lv.key("match")) as c,
+    ):
         body = {"signals": [{"signal_type": "pdq", "value": pdq}]}
         for _ in range(20):
             c.post("/v1/match/signals", json=body)
@@ -137,9 +163,10 @@ def main() -> None:
     from lifeguard.settings import Settings
     from lifeguard.store.db import Database
 
-    files = sorted((PHOTOS / "clothing").glob("*.jpg"))[: a.images // 2] + sorted(
-        (PHOTOS / "kodak").glob("*.png")
-    )[: a.images - a.images // 2]
+    files = (
+        sorted((PHOTOS / "clothing").glob("*.jpg"))[: a.images // 2]
+        + sorted((PHOTOS / "kodak").glob("*.png"))[: a.images - a.images // 2]
+    )
     datas = [(p.name, p.read_bytes()) for p in files]
     listed = sorted((PHOTOS / "clothing").glob("*.jpg"))[-50:]
 
@@ -157,17 +184,25 @@ def main() -> None:
         runs = [(t, *http_run(datas, settings, t, a.clients)) for t in sorted({1, cpus})]
         from lifeguard.signals.hasher import hash_bytes
 
-        p50, p95 = signals_latency(settings, hash_bytes(datas[0][1], datas[0][0], settings).pdq or "")
+        p50, p95 = signals_latency(
+            settings, hash_bytes(datas[0][1], datas[0][0], settings).pdq or ""
+        )
         load_end = os.getloadavg()[0]
 
-    print(f"{len(datas)} photos ({a.images // 2} clothing JPEG ~400x533, rest Kodak PNG 768x512), "
-          f"{cpus} CPUs, load average {load:.1f} -> {load_end:.1f}\n")
-    print("| GIL check | 1 thread (calls/s) | 2 threads (calls/s) | ratio |")
-    print("|---|---|---|---|")
-    for name, one, two in g:
-        print(f"| `{name}` | {one:.0f} | {two:.0f} | {two / one:.2f}x |")
+    print(
+        f"{len(datas)} photos ({a.images // 2} clothing JPEG ~400x533, rest Kodak PNG 768x512), "
+        f"{cpus} CPUs, load average {load:.1f} -> {load_end:.1f}\n"
+    )
+    print(
+        "| GIL check | 1 thread (calls/s) | 2 threads (calls/s) | ratio | other thread's progress |"
+    )
+    print("|---|---|---|---|---|")
+    for name, one, two, spin in g:
+        print(f"| `{name}` | {one:.0f} | {two:.0f} | {two / one:.2f}x | {spin:.2f} |")
     print()
-    print(f"| `/v1/match` ({a.clients} clients) | photos/s | median latency | vs in-process anchor |")
+    print(
+        f"| `/v1/match` ({a.clients} clients) | photos/s | median latency | vs in-process anchor |"
+    )
     print("|---|---|---|---|")
     print(f"| anchor: `hash_bytes` + `match_media` loop, no HTTP | {base:.1f} | - | 1.00x |")
     for t, rate, med in runs:

@@ -35,7 +35,9 @@ def assert_problem(r: httpx.Response, status: int, code: str | None = None) -> d
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     d = tmp_path_factory.mktemp("errors")
     settings = Settings(data_dir=d, max_file_bytes=600_000)
-    with live_server(settings, ApiSettings(rate_limit_per_s=0, max_json_bytes=10_000)) as lv:
+    with live_server(
+        settings, ApiSettings(rate_limit_per_s=0, max_json_bytes=10_000, max_import_bytes=50_000)
+    ) as lv:
         yield lv
 
 
@@ -142,6 +144,24 @@ def test_upload_limit_enforced_while_reading(live: Live, c: httpx.Client) -> Non
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
     assert b"application/problem+json" in reply
     assert sent < 10 * 1024 * 1024  # the limit is 600 kB (+1 MiB multipart allowance)
+
+
+def test_streamed_import_over_the_limit_is_refused_and_rolled_back(
+    live: Live, c: httpx.Client
+) -> None:
+    def body() -> Iterator[bytes]:
+        for i in range(3000):  # ~100 kB of valid lines, streamed without a Content-Length
+            yield f"{i:032x}\n".encode()
+
+    with live.client(live.key("bank:write")) as own:  # the server closes this connection
+        r = own.post(
+            "/v1/banks/ERRS/import",
+            content=body(),
+            params={"format": "plain", "signal_type": "md5"},
+            headers={"Content-Type": "text/plain"},
+        )
+    assert_problem(r, 413)
+    assert c.get("/v1/banks/ERRS").json()["entry_counts"]["active"] == 0
 
 
 def test_json_body_limit(c: httpx.Client) -> None:

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import httpx
-from api_live import live_server
 
+from api_live import live_server
 from lifeguard.api.serve import openapi_document
 from lifeguard.settings import Settings
 
@@ -34,4 +34,7 @@ def test_openapi_served_and_describes_auth(sqlite_settings: Settings) -> None:
             assert op["x-required-scope"] in ("hash", "match", "bank:read", "bank:write", "admin")
         assert "application/problem+json" in op["responses"]["default"]["content"]
     assert set(served["components"]["securitySchemes"]) == {"bearer", "apiKey"}
-    assert "multipart/form-data" in served["paths"]["/v1/banks/{name}/import"]["post"]["requestBody"]["content"]
+    assert (
+        "multipart/form-data"
+        in served["paths"]["/v1/banks/{name}/import"]["post"]["requestBody"]["content"]
+    )
