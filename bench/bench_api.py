@@ -163,10 +163,8 @@ def main() -> None:
     from lifeguard.settings import Settings
     from lifeguard.store.db import Database
 
-    files = (
-        sorted((PHOTOS / "clothing").glob("*.jpg"))[: a.images // 2]
-        + sorted((PHOTOS / "kodak").glob("*.png"))[: a.images - a.images // 2]
-    )
+    kodak = sorted((PHOTOS / "kodak").glob("*.png"))
+    files = kodak + sorted((PHOTOS / "clothing").glob("*.jpg"))[: max(0, a.images - len(kodak))]
     datas = [(p.name, p.read_bytes()) for p in files]
     listed = sorted((PHOTOS / "clothing").glob("*.jpg"))[-50:]
 
@@ -178,7 +176,7 @@ def main() -> None:
             add_media(banks, "BENCH", p, settings)
         banks.close()
         load = os.getloadavg()[0]
-        g = gil([x[1] for x in datas[:24]])
+        g = gil([x[1] for x in datas[: len(kodak)]])  # the Kodak PNGs
         base = anchor(datas, settings)
         cpus = os.cpu_count() or 1
         runs = [(t, *http_run(datas, settings, t, a.clients)) for t in sorted({1, cpus})]
@@ -190,7 +188,7 @@ def main() -> None:
         load_end = os.getloadavg()[0]
 
     print(
-        f"{len(datas)} photos ({a.images // 2} clothing JPEG ~400x533, rest Kodak PNG 768x512), "
+        f"{len(datas)} photos ({len(kodak)} Kodak PNG 768x512, the rest clothing JPEG ~400x533), "
         f"{cpus} CPUs, load average {load:.1f} -> {load_end:.1f}\n"
     )
     print(
