@@ -102,9 +102,7 @@ def test_corrupt_and_non_image_uploads(c: httpx.Client) -> None:
     ):
         r = c.post("/v1/hash", files={"file": (name, data, "application/octet-stream")})
         body = assert_problem(r, 422)
-        assert body["code"] in ("truncated", "corrupt", "unsupported", "empty"), (
-            body
-        )
+        assert body["code"] in ("truncated", "corrupt", "unsupported", "empty"), body
         assert body["title"] == "Media could not be hashed"
     r = c.post("/v1/hash", files={"file": ("cut.png", head, "image/png")})
     assert assert_problem(r, 422)["code"] == "truncated"
@@ -181,6 +179,7 @@ def test_internal_errors_do_not_leak(
     body = assert_problem(r, 500, "internal_error")
     assert "secret" not in r.text and "RuntimeError" not in r.text
     assert body["error_id"] in caplog.text and "secret database password" in caplog.text
+    assert c.get("/healthz").status_code == 200  # the keep-alive connection survives a 500
 
 
 def test_hma_errors_carry_message_and_400(c: httpx.Client) -> None:

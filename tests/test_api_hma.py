@@ -276,3 +276,21 @@ def test_signal_and_content_types(c: httpx.Client) -> None:
         "photo",
         "video",
     }
+
+
+def test_video(c: httpx.Client) -> None:
+    """POST /h/hash with a field named ``video``; list it and look it up by upload."""
+    pytest.importorskip("vpdq")
+    video = TE_DATA / "sample-videos" / "chair-19-sd-bar.mp4"
+    files = {"video": (video.name, video.read_bytes(), "video/mp4")}
+    r = c.post("/h/hash", files=files)
+    assert r.status_code == 200 and set(r.json()) == {"vpdq", "video_md5"}
+    hashed = r.json()
+    c.post("/c/banks", json={"name": "VIDEOS"})
+    r = c.post("/c/bank/VIDEOS/content", files=files)
+    assert r.status_code == 200 and r.json()["signals"] == hashed
+    r = c.post("/m/lookup", files=files)
+    assert set(r.json()) == {"vpdq", "video_md5"}
+    assert "VIDEOS" in r.json()["vpdq"] and "VIDEOS" in r.json()["video_md5"]
+    photo_as_video = {"video": (REF.name, REF.read_bytes(), "image/jpeg")}
+    assert c.post("/h/hash", files=photo_as_video).status_code == 400

@@ -167,20 +167,20 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        error_id = uuid.uuid4().hex[:12]
-        log.error(
-            "unhandled error %s on %s %s",
-            error_id,
-            request.method,
-            request.url.path,
-            exc_info=(type(exc), exc, exc.__traceback__),
-        )
-        return problem_response(
-            request,
-            Problem(
-                500,
-                "internal_error",
-                f"internal error (logged as {error_id})",
-                error_id=error_id,
-            ),
-        )
+        return internal_error_response(request, exc)
+
+
+def internal_error_response(request: Request, exc: BaseException) -> JSONResponse:
+    """A 500 problem naming only an error id; the exception is logged with that id."""
+    error_id = uuid.uuid4().hex[:12]
+    log.error(
+        "unhandled error %s on %s %s",
+        error_id,
+        request.method,
+        request.url.path,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
+    return problem_response(
+        request,
+        Problem(500, "internal_error", f"internal error (logged as {error_id})", error_id=error_id),
+    )

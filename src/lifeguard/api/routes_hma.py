@@ -591,7 +591,7 @@ def _add_signals(
             quality=quality, variants=variants,
         )  # fmt: skip
         ids.append(r.entry.id)
-        stored[name] = v
+        stored[name] = value if t.name == "vpdq" else v  # HMA echoes vPDQ as sent
     return {"id": ids[0], "signals": stored}
 
 

@@ -14,13 +14,16 @@ from typing import Any, Literal, TypeVar
 
 from fastapi import HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.params import Form
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive
 
 from lifeguard.api.keys import InvalidKey, KeyInfo
-from lifeguard.api.problems import Problem
+from lifeguard.api.problems import Problem, internal_error_response
 from lifeguard.api.state import AppState
+from lifeguard.errors import LifeguardError
 
 BodyKind = Literal["none", "json", "multipart", "import", "hma_content"]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -222,6 +225,12 @@ class GuardedRoute(APIRoute):
                 request._receive = _limited_receive(request._receive, limit)
             try:
                 return await handler(request)
+            except (Problem, LifeguardError, StarletteHTTPException, RequestValidationError):
+                raise
+            except Exception as exc:
+                # Answer here rather than in Starlette's ServerErrorMiddleware, which re-raises
+                # and makes the server drop the (keep-alive) connection.
+                return internal_error_response(request, exc)
             finally:
                 if route.required_scope == "bank:write":
                     st.index_dirty = True
