@@ -308,3 +308,18 @@ def _hash_while_probing(live: Live, data: bytes) -> None:
     for t in threads:
         t.join()
     assert not errors and answered >= 1
+
+
+def test_matches_reach_lifeguard_actions(live: Live, c: httpx.Client) -> None:
+    """With the real ``lifeguard.actions`` (when installed): a match through the API is recorded
+    as a match event with the content id and the query's hashes."""
+    actions = pytest.importorskip("lifeguard.actions")
+    c.post("/v1/banks", json={"name": "EVENTS"})
+    c.post("/v1/banks/EVENTS/entries/media", files=upload(KODAK[4]))
+    r = c.post("/v1/match", files=upload(KODAK[4]), data={"content_id": "msg-42"})
+    assert r.json()["matched"]
+    events = actions.list_events(live.state.db, content_id="msg-42")
+    assert events and {e.type for e in events} == {"match"} and events[0].bank_name == "EVENTS"
+    assert events[0].query_md5 == r.json()["media"]["md5"]
+    r = c.post("/v1/match", files=upload(KODAK[4]), data={"content_id": "bad\x01id"})
+    assert r.status_code == 422 and r.json()["code"] == "invalid_field"

@@ -30,7 +30,7 @@ from lifeguard.api.models import HmaBankRatio
 from lifeguard.api.problems import Problem
 from lifeguard.api.routes_v1 import fetch_url, hash_upload, read_upload
 from lifeguard.api.routing import GuardedRoute, public, scoped
-from lifeguard.api.state import AppState, get_state, record_match
+from lifeguard.api.state import AppState, check_content_id, get_state, record_match
 from lifeguard.banks import BankInfo, EntryInfo
 from lifeguard.banks.service import BANK_NAME_RE
 from lifeguard.errors import Conflict, InvalidSignal, LifeguardError, NotFound
@@ -220,7 +220,11 @@ def _lookup(
         out.setdefault(m.bank, []).append(
             {"bank_content_id": m.entry_id, "distance": str(m.distance)}
         )
-    record_match(st, dataclasses.replace(r, matches=reported), seed, media)
+    try:
+        content_id = check_content_id(seed)
+    except Problem:
+        content_id = None  # HMA's seed is free text; only a usable one is passed on as the id
+    record_match(st, dataclasses.replace(r, matches=reported), content_id, media)
     return out
 
 

@@ -35,7 +35,7 @@ from lifeguard.api.schemas import (
     MatchSignalsIn,
     MatchUrlIn,
 )
-from lifeguard.api.state import AppState, get_state, record_match
+from lifeguard.api.state import AppState, check_content_id, get_state, record_match
 from lifeguard.api.streams import BodyLines, export_stream
 from lifeguard.banks import FORMATS, export_bank, import_entries
 from lifeguard.banks.media import add_hashes
@@ -227,6 +227,7 @@ async def match_upload(
 ) -> dict[str, Any]:
     st = get_state(request)
     st.require_ready()
+    content_id = check_content_id(content_id)
     data = await read_upload(st, file)
     h = await hash_upload(st, data, file.filename or "upload", query_variants=variants)
     return await match_media(st, h, content_id, variants)
@@ -260,11 +261,13 @@ async def match_batch(
             f"{len(content_ids)} content_ids for {len(files)} files",
             errors=[{"loc": "body.content_ids", "detail": "one per file", "type": "value_error"}],
         )
+    if content_ids is not None:
+        content_ids = [check_content_id(x) or "" for x in content_ids]
     datas = [await read_upload(st, f) for f in files]
 
     async def one(i: int, out: list[BatchItemOut]) -> None:
         f = files[i]
-        cid = content_ids[i] if content_ids else None
+        cid = (content_ids[i] or None) if content_ids else None
         name = f.filename or f"upload-{i}"
         try:
             h = await hash_upload(st, datas[i], name, query_variants=variants)
@@ -294,10 +297,11 @@ async def match_batch(
 @scoped("match")
 def match_signals(request: Request, body: MatchSignalsIn) -> dict[str, Any]:
     st = get_state(request)
+    cid = check_content_id(body.content_id)
     matcher = st.fresh()
     r = matcher.match_signals([(s.signal_type, s.value) for s in body.signals])
-    record_match(st, r, body.content_id, None)
-    return result_json(r, body.content_id, None)
+    record_match(st, r, cid, None)
+    return result_json(r, cid, None)
 
 
 @v1.post(
@@ -310,9 +314,10 @@ def match_signals(request: Request, body: MatchSignalsIn) -> dict[str, Any]:
 async def match_url(request: Request, body: MatchUrlIn) -> dict[str, Any]:
     st = get_state(request)
     st.require_ready()
+    cid = check_content_id(body.content_id)
     data, name = await fetch_url(st, body.url)
     h = await hash_upload(st, data, name, query_variants=body.variants)
-    return await match_media(st, h, body.content_id, body.variants)
+    return await match_media(st, h, cid, body.variants)
 
 
 @v1.get(

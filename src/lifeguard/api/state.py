@@ -92,6 +92,21 @@ class AppState:
         self.db.dispose()
 
 
+def check_content_id(content_id: str | None) -> str | None:
+    """The platform's id for the content: None (also for an empty form field), or 1..256
+    characters without control characters (the rule of ``lifeguard.actions``)."""
+    if content_id is None or content_id == "":
+        return None
+    if len(content_id) > 256:
+        raise Problem(
+            422, "invalid_field", f"content_id: {len(content_id)} characters, at most 256"
+        )
+    bad = next((c for c in content_id if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:
+        raise Problem(422, "invalid_field", f"content_id: contains the control character {bad!r}")
+    return content_id
+
+
 def get_state(request: Request) -> AppState:
     st: AppState = request.app.state.lg
     return st
@@ -104,10 +119,11 @@ def default_hash_threads(api: ApiSettings) -> int:
 def record_match(
     st: AppState, result: MatchResult, content_id: str | None, media: MediaHashes | None
 ) -> None:
-    """Metrics, then ``lifeguard.actions.record_match`` when that module exists. A failing hook is
-    logged, never turned into a failed match request."""
+    """Metrics, then ``lifeguard.actions.record_match`` when that module exists and the result has
+    standing or allow-list-suppressed matches. A failing hook is logged, never turned into a failed
+    match request."""
     st.metrics.observe_match(result)
-    if not result.matched:
+    if not result.matches and not result.suppressed:
         return
     try:
         actions = importlib.import_module("lifeguard.actions")
