@@ -34,6 +34,10 @@ def serve(
     port = api.port if port is None else port
     workers = workers or api.workers
     if workers > 1:
+        # Migrate once here, so the workers do not race to upgrade the schema.
+        from lifeguard.store.db import Database
+
+        Database.open(settings).dispose()
         uvicorn.run(
             "lifeguard.api.serve:app_factory",
             factory=True,
