@@ -122,7 +122,7 @@ def validate_scopes(scopes: Iterable[str]) -> list[str]:
     return out
 
 
-def _read_engine(db: Database) -> Engine | None:
+def read_engine(db: Database) -> Engine | None:
     """SQLite: an autocommit engine, so verifying a key never waits for a writer's lock (the
     ``Database`` engine begins every transaction with ``BEGIN IMMEDIATE``)."""
     if db.dialect != "sqlite" or db.engine.url.database in (None, "", ":memory:"):
@@ -146,7 +146,7 @@ class KeyStore:
         self._cache: dict[str, tuple[float, str, KeyInfo]] = {}
         self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
-        self._reader = _read_engine(db)
+        self._reader = read_engine(db)
         self._touch_q: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._toucher: threading.Thread | None = None
 
@@ -157,6 +157,12 @@ class KeyStore:
             self._toucher = None
         if self._reader is not None:
             self._reader.dispose()
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A session for reads that never takes SQLite's write lock (plain session elsewhere)."""
+        with self._read() as s:
+            yield s
 
     @contextmanager
     def _read(self) -> Iterator[Session]:

@@ -141,7 +141,7 @@ async def _hash_url(
 
 
 def _ratios(st: AppState) -> dict[int, float]:
-    with st.db.session() as s:
+    with st.keys.read_session() as s:  # no write lock on SQLite
         return {r.bank_id: r.enabled_ratio for r in s.execute(select(HmaBankRatio)).scalars()}
 
 
