@@ -665,9 +665,13 @@ def index_status() -> None:
 
 
 def _register_rooms() -> None:
-    """Commands that live with their rooms: actions (worker, rules, deliveries, events)."""
+    """Commands that live with their rooms: the HTTP service (serve, key) and actions (worker,
+    rules, deliveries, events)."""
     from lifeguard.actions.cli_commands import register as register_actions
+    from lifeguard.api.cli_commands import key_app, serve_cmd
 
+    app.command("serve")(serve_cmd)
+    app.add_typer(key_app, name="key")
     register_actions(app)
 
 

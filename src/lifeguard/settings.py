@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     pdq_quality_threshold: int = Field(
         default=50, ge=0, le=100, description="PDQ hashes below this are low quality."
     )
+    listing_crop_corners: bool = Field(
+        default=True,
+        description="Store the four corner 90% crops of listed media (matches copies cropped from one side; 7 hashes per listed image instead of 3).",
+    )
     # Video.
     vpdq_seconds_per_hash: float = Field(default=1.0, ge=0)
     vpdq_query_match_pct: float = Field(default=80.0, ge=0, le=100)

@@ -19,7 +19,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import Engine, and_, create_engine, event, func, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from lifeguard.errors import Conflict, LifeguardError, NotFound
@@ -361,26 +361,6 @@ def _effective_status(entry_status: str, bank_enabled: bool, bank_deleted: bool)
     return "active"
 
 
-def _read_engine_for(db: Database) -> Engine | None:
-    """SQLite only: an engine whose connections stay in autocommit mode.
-
-    ``Database`` begins every transaction with ``BEGIN IMMEDIATE`` (the write lock), so a read
-    through it would wait for a long import to finish. Under WAL, plain autocommit reads see the
-    last committed state without taking any lock."""
-    if db.dialect != "sqlite":
-        return None
-    url = db.engine.url
-    if url.database in (None, "", ":memory:"):
-        return None
-    eng = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-    @event.listens_for(eng, "connect")
-    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # autocommit: no BEGIN, no lock held between statements
-
-    return eng
-
-
 # --------------------------------------------------------------------------------------------
 # The service
 
@@ -390,22 +370,17 @@ class Banks:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._read_engine = _read_engine_for(db)
         load_optional_signal_types()
 
     def close(self) -> None:
-        if self._read_engine is not None:
-            self._read_engine.dispose()
+        """Nothing to release (kept for callers that close what they open)."""
 
     # -- sessions -------------------------------------------------------------------------
 
     @contextmanager
     def _read(self) -> Iterator[Session]:
-        if self._read_engine is None:
-            with self.db.session() as s:
-                yield s
-            return
-        with Session(self._read_engine) as s:
+        """Reads never wait for a writer (see ``Database.read_session``)."""
+        with self.db.read_session() as s:
             yield s
 
     # -- lookups --------------------------------------------------------------------------

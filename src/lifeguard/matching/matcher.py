@@ -143,7 +143,7 @@ class Matcher:
 
     def _build(self) -> None:
         self._reset()
-        with self.db.session() as s:
+        with self.db.read_session() as s:
             rev = current_revision(s)
             self._load_banks(s)
             q = (
@@ -240,7 +240,7 @@ class Matcher:
             return 0
         with self._lock:
             self._last_sync = now
-            with self.db.session() as s:
+            with self.db.read_session() as s:
                 rev = current_revision(s)
                 if rev == self.revision:
                     return 0
@@ -318,7 +318,7 @@ class Matcher:
             if meta.get("database") != self.db.engine.url.render_as_string(hide_password=True):
                 log.warning("index snapshot %s belongs to another database; rebuilding", d)
                 return False
-            with self.db.session() as s:
+            with self.db.read_session() as s:
                 if int(meta["revision"]) > current_revision(s):
                     log.warning("index snapshot is newer than the database; rebuilding")
                     return False
@@ -333,7 +333,7 @@ class Matcher:
             self._reset()
             return False
         # vPDQ entries are few: rebuilt from the database rather than snapshotted.
-        with self.db.session() as s:
+        with self.db.read_session() as s:
             rows = s.execute(
                 select(Entry.id, Entry.value)
                 .join(Bank, Bank.id == Entry.bank_id)
@@ -456,7 +456,7 @@ class Matcher:
         if not hits:
             return result
         ids = sorted({h.entry_id for h in hits})
-        with self.db.session() as s:
+        with self.db.read_session() as s:
             rows = {
                 e.id: e
                 for e in s.execute(

@@ -186,7 +186,9 @@ def _image_hashes(
         if listing_variants:
             base.listing_variants = [
                 HashVariant(x.name, x.pdq, x.quality)
-                for x in v.listing_variants(decoded.pixels, plain=plain.hex)
+                for x in v.listing_variants(
+                    decoded.pixels, plain=plain.hex, corners=settings.listing_crop_corners
+                )
             ]
     return base
 

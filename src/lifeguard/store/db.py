@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +17,10 @@ from lifeguard.store.models import Revision
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, read_only: bool = False) -> Engine:
+    """An engine for ``url``. On SQLite, writers begin with ``BEGIN IMMEDIATE``; a ``read_only``
+    engine begins deferred transactions, which under WAL read a consistent snapshot without taking
+    the write lock (so reads never wait for a long import)."""
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -41,7 +45,7 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
             # IMMEDIATE takes the write lock up front: no deadlock between two upgrading readers.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -64,6 +68,8 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sessionmaker = sessionmaker(engine, expire_on_commit=False)
+        self._read_engine: Engine | None = None
+        self._read_lock = threading.Lock()
 
     @classmethod
     def open(
@@ -89,8 +95,29 @@ class Database:
         with self.sessionmaker() as s, s.begin():
             yield s
 
+    @property
+    def read_engine(self) -> Engine:
+        """The engine for read-only work (a separate deferred-transaction engine on SQLite)."""
+        if self.dialect != "sqlite" or self.engine.url.database in (None, "", ":memory:"):
+            return self.engine
+        with self._read_lock:
+            if self._read_engine is None:
+                self._read_engine = make_engine(
+                    self.engine.url.render_as_string(hide_password=False), read_only=True
+                )
+            return self._read_engine
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A session for reads: one consistent snapshot that never holds the write lock. Objects
+        loaded stay usable after it ends (nothing is written, so ending it commits nothing)."""
+        with Session(self.read_engine, expire_on_commit=False) as s, s.begin():
+            yield s
+
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._read_engine is not None:
+            self._read_engine.dispose()
 
 
 def bump_revision(session: Session) -> int:
