@@ -235,3 +235,37 @@ def test_build_saves_a_snapshot_for_big_indexes(
     again = Matcher(db, settings)
     again.load()
     assert len(again.pdq) == len(m.pdq) and again.revision == m.revision
+
+
+def test_matching_does_not_wait_for_a_writer(
+    db: Database, settings: Settings, listed: list[list[int]]
+) -> None:
+    """A long write (e.g. an import) holds the write lock; matches keep being answered."""
+    import threading
+
+    from lifeguard.store.db import bump_revision
+
+    m = Matcher(db, settings)
+    m.load()
+    q = hash_file(KODAK[2], settings, query_variants=True)
+    holding = threading.Event()
+    release = threading.Event()
+
+    def writer() -> None:
+        with db.session() as s:
+            bump_revision(s)
+            holding.set()
+            release.wait(10)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        assert holding.wait(10)
+        done: list[bool] = []
+        reader = threading.Thread(target=lambda: done.append(m.match_media(q).matched))
+        reader.start()
+        reader.join(5)
+        assert done == [True], "a match waited for the writer's lock"
+    finally:
+        release.set()
+        t.join()
