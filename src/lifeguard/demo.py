@@ -36,6 +36,8 @@ DEMO_EDITS = (
     "caption",
     "screenshot",
     "crop10",
+    "crop10_corner",
+    "rotate5",
     "jpeg30",
     "grey",
     "blur",
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--data-dir", type=Path, default=Path(".lifeguard-demo"))
     ap.add_argument("--listed", type=int, default=300, help="photos to list in the demo bank")
-    ap.add_argument("--edited", type=int, default=20, help="listed photos to edit into queries")
+    ap.add_argument("--edited", type=int, default=24, help="listed photos to edit into queries")
     ap.add_argument(
         "--unlisted", type=int, default=10, help="photos not listed, mixed into the queries"
     )
