@@ -10,11 +10,16 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import shutil
+import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 from rich.console import Console
@@ -66,6 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--edited", type=int, default=24, help="listed photos to edit into queries")
     ap.add_argument(
         "--unlisted", type=int, default=10, help="photos not listed, mixed into the queries"
+    )
+    ap.add_argument(
+        "--serve",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="then start the HTTP service and run the curl examples against it",
+    )
+    ap.add_argument("--port", type=int, default=0, help="service port (default: a free one)")
+    ap.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="stop the service after the examples, even on a terminal",
     )
     args = ap.parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 150)
@@ -177,8 +194,122 @@ def main(argv: list[str] | None = None) -> int:
         f"  .venv/bin/lifeguard bank list\n  .venv/bin/lifeguard match {qdir} --format table\n"
         f"  .venv/bin/lifeguard hash {listed[0]}\n  .venv/bin/lifeguard scan {qdir} --out {args.data_dir}/report.jsonl"
     )
+    ok = wrong == 0 and false_pos == 0
+    if args.serve:
+        example = hash_file(listed[chosen[1]], settings).pdq or ""
+        ok = serve_demo(console, settings, db, qdir, example, args) and ok
     db.dispose()
-    return 0 if wrong == 0 and false_pos == 0 else 1
+    return 0 if ok else 1
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_demo(
+    console: Console,
+    settings: Settings,
+    db: Database,
+    qdir: Path,
+    pdq: str,
+    args: argparse.Namespace,
+) -> bool:
+    """Start ``lifeguard serve`` on the demo store, run the printed curl examples for real, then keep it
+    running (interactive) or stop it (no terminal)."""
+    import httpx
+
+    from lifeguard.api.keys import SCOPES, KeyStore
+
+    _info, token = KeyStore(db).create("demo", SCOPES, created_by="make demo")
+    port = args.port or _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "LIFEGUARD_DATA_DIR": str(settings.data_dir),
+        "LIFEGUARD_DATABASE_URL": settings.resolved_database_url,
+    }
+    console.rule("[bold]the HTTP service[/bold]")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lifeguard",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None:
+                console.print("[red]the service exited[/red]")
+                return False
+            time.sleep(0.2)
+        else:
+            console.print("[red]the service did not become ready in 60 s[/red]")
+            return False
+        query = next(p for p in sorted(qdir.iterdir()) if "flip_h" in p.name or "caption" in p.name)
+        auth = {"Authorization": f"Bearer {token}"}
+        upload = {"file": (query.name, query.read_bytes())}
+        signals = {"signals": [{"signal_type": "pdq", "value": pdq}], "content_id": "demo-hash-1"}
+        examples: list[tuple[str, str, str, dict[str, Any]]] = [
+            (
+                f'curl -s -H "Authorization: Bearer $TOKEN" -F file=@{query} '
+                f"-F content_id=demo-upload-1 {base}/v1/match",
+                "POST", "/v1/match", {"files": upload, "data": {"content_id": "demo-upload-1"}},
+            ),
+            (
+                f'curl -s -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" '
+                f"-d '{json.dumps(signals)}' {base}/v1/match/signals",
+                "POST", "/v1/match/signals", {"json": signals},
+            ),
+            (
+                f'curl -s -H "Authorization: Bearer $TOKEN" '
+                f'"{base}/m/lookup?signal_type=pdq&signal={pdq}"   # HMA-compatible',
+                "GET", "/m/lookup", {"params": {"signal_type": "pdq", "signal": pdq}},
+            ),
+            (f'curl -s -H "Authorization: Bearer $TOKEN" {base}/v1/banks', "GET", "/v1/banks", {}),
+        ]  # fmt: skip
+        console.print(
+            f"service at {base} (API key created for the demo, shown once):\n  export TOKEN={token}\n"
+        )
+        good = True
+        for cmd, method, path, kwargs in examples:
+            r = httpx.request(method, base + path, headers=auth, timeout=30, **kwargs)
+            good = good and r.status_code == 200
+            body = r.text if len(r.text) < 600 else r.text[:600] + " ..."
+            console.print(f"[cyan]$ {cmd}[/cyan]", soft_wrap=True)
+            console.print(f"[dim]HTTP {r.status_code}[/dim]", end=" ")
+            console.print(body + "\n", soft_wrap=True, markup=False, highlight=False)
+        if sys.stdin.isatty() and not args.no_wait:
+            console.print(
+                f"[bold]serving at {base} — try the curl lines above; Ctrl-C to stop[/bold]"
+            )
+            try:
+                proc.wait()
+            except KeyboardInterrupt:
+                pass
+        return good
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 if __name__ == "__main__":
