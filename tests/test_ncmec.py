@@ -1,0 +1,327 @@
+"""NCMEC CyberTipline: report XML, the submit/upload/fileinfo/finish flow over real HTTP against the
+local stand-in, retries and the recorded submissions. Evidence bytes are a benign Kodak photo."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+
+from conftest import PHOTOS
+from lifeguard.reports.le_models import LeSubmission
+from lifeguard.reports.lereports import (
+    Confirmation,
+    Contact,
+    DeviceId,
+    FileAnnotation,
+    FileHashes,
+    Incident,
+    IncidentType,
+    IndustryClassification,
+    InternetDetails,
+    IpCapture,
+    IpEvent,
+    LeReportError,
+    LeReportInput,
+    Location,
+    NotConfirmed,
+    ReportedUser,
+    Reporter,
+    ReportFile,
+    Surface,
+    Victim,
+)
+from lifeguard.reports.ncmec import (
+    NcmecClient,
+    NcmecConfig,
+    NcmecError,
+    build_file_details_xml,
+    build_report_xml,
+)
+from lifeguard.reports.standin import NcmecStandin
+from lifeguard.store.db import Database
+
+T0 = dt.datetime(2026, 11, 20, 14, 30, tzinfo=dt.UTC)
+KODAK = (PHOTOS / "kodak" / "01.png").read_bytes()
+
+
+def make_input(*, senior: bool = True, surface: Surface = Surface.PUBLIC_POST) -> LeReportInput:
+    md5 = hashlib.md5(KODAK).hexdigest()
+    sha = hashlib.sha256(KODAK).hexdigest()
+    return LeReportInput(
+        case_ref="case-42",
+        incident=Incident(
+            type=IncidentType.CHILD_PORNOGRAPHY,
+            time=T0,
+            summary="Hash match on upload <b>&amp; 'quoted'</b>",  # markup must be escaped
+        ),
+        reporter=Reporter(
+            company="Example Ltd",
+            service="ExampleApp",
+            reporting_person=Contact("Ada", "Lovelace", "trust@example.com"),
+            contact_person=Contact("Law", "Enforcement", "le-response@example.com"),
+            legal_url="https://example.com/legal",
+        ),
+        reported_users=(
+            ReportedUser(
+                esp_identifier="u-1001",
+                screen_name="someone",
+                display_names=("Some One",),
+                emails=("someone@example.net",),
+                ips=(IpCapture("203.0.113.7", IpEvent.UPLOAD, T0, port=443),),
+                devices=(DeviceId("IMEI", "490154203237518", IpEvent.LOGIN, T0),),
+                location=Location(city="Leeds", country_code="GB"),
+            ),
+            ReportedUser(esp_identifier="u-2002", screen_name="other"),
+        ),
+        files=(
+            ReportFile(
+                original_name="IMG_0001.png",
+                hashes=FileHashes(md5=md5, sha256=sha, pdq="a" * 64),
+                classification=IndustryClassification.A1,
+                viewed_by_esp=True,
+                annotations=(FileAnnotation.VIRAL,),
+                matched_list="NCMEC_HASHES",
+                content=KODAK,
+            ),
+        ),
+        internet=InternetDetails(surface=surface, url="https://example.com/p/1"),
+        confirmed_by=Confirmation("rev-a", "reviewer", T0 + dt.timedelta(hours=1)),
+        senior_confirmation=(
+            Confirmation("senior-b", "senior_reviewer", T0 + dt.timedelta(hours=2))
+            if senior
+            else None
+        ),
+        victims=(Victim(esp_identifier="u-3003"),),
+    )
+
+
+@pytest.fixture
+def standin() -> Iterator[NcmecStandin]:
+    s = NcmecStandin(username="esp", password="pw")
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def client(standin: NcmecStandin, db: Database | None, **kw: object) -> NcmecClient:
+    sleeps: list[float] = []
+    cfg = NcmecConfig(username="esp", password="pw", base_url=standin.base_url, **kw)  # type: ignore[arg-type]
+    c = NcmecClient(cfg, db, sleep=sleeps.append)
+    c.sleeps = sleeps  # type: ignore[attr-defined]
+    return c
+
+
+def test_report_xml_schema_order_and_escaping() -> None:
+    xml = build_report_xml(make_input())
+    root = ET.fromstring(xml)
+    assert [c.tag for c in root] == [
+        "incidentSummary",
+        "internetDetails",
+        "reporter",
+        "personOrUserReported",
+        "victim",
+        "additionalInfo",
+    ]
+    assert root.findtext("incidentSummary/incidentDateTime") == "2026-11-20T14:30:00Z"
+    assert root.findtext("personOrUserReported/espIdentifier") == "u-1001"
+    assert root.findtext("personOrUserReported/ipCaptureEvent/ipAddress") == "203.0.113.7"
+    assert [c.tag for c in root.find("personOrUserReported")][:3] == [  # type: ignore[union-attr]
+        "personOrUserReportedPerson",
+        "espIdentifier",
+        "espService",
+    ]
+    # untrusted text is escaped by the library and round-trips exactly
+    info = root.findtext("additionalInfo") or ""
+    assert "<b>&amp; 'quoted'</b>" in info
+    assert b"<b>" not in xml
+    assert "u-2002" in info  # second reported user carried in additionalInfo
+    assert "senior-b" in info
+
+
+def test_e2ee_surface_maps_to_chat_incident() -> None:
+    root = ET.fromstring(build_report_xml(make_input(surface=Surface.E2EE_VERIFIED_REPORT)))
+    assert root.find("internetDetails/webPageIncident") is None
+    assert "verified" in (root.findtext("internetDetails/chatImIncident/additionalInfo") or "")
+
+
+def test_file_details_xml() -> None:
+    f = make_input().files[0]
+    root = ET.fromstring(build_file_details_xml("123", "f1", f))
+    tags = [c.tag for c in root]
+    assert tags.index("reportId") < tags.index("fileId") < tags.index("industryClassification")
+    hashes = {h.get("hashType"): h.text for h in root.findall("originalFileHash")}
+    assert hashes == {"MD5": f.hashes.md5, "SHA256": f.hashes.sha256}
+    assert root.findtext("industryClassification") == "A1"
+    assert root.find("fileAnnotations/viral") is not None
+    assert root.findtext("fileViewedByEsp") == "true"
+
+
+def test_no_senior_confirmation_raises() -> None:
+    with pytest.raises(NotConfirmed, match="no senior"):
+        build_report_xml(make_input(senior=False))
+    inp = make_input()
+    same = dataclasses.replace(
+        inp,
+        senior_confirmation=Confirmation("rev-a", "senior_reviewer", T0 + dt.timedelta(hours=3)),
+    )
+    with pytest.raises(NotConfirmed, match="confirming reviewer"):
+        build_report_xml(same)
+    junior = dataclasses.replace(
+        inp, senior_confirmation=Confirmation("rev-c", "reviewer", T0 + dt.timedelta(hours=3))
+    )
+    with pytest.raises(NotConfirmed, match="role reviewer"):
+        build_report_xml(junior)
+    early = dataclasses.replace(
+        inp, senior_confirmation=Confirmation("senior-b", "senior_reviewer", T0)
+    )
+    with pytest.raises(NotConfirmed, match="precedes"):
+        build_report_xml(early)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: FileHashes(md5="xyz"), "md5 must be 32"),
+        (lambda: FileHashes(), "at least one hash"),
+        (lambda: IpCapture("999.1.1.1"), "not an IP address"),
+        (lambda: Contact("a", "b", "not-an-email"), "not an email"),
+        (lambda: Location(country_code="gbr"), "alpha-2"),
+        (
+            lambda: Incident(IncidentType.CHILD_PORNOGRAPHY, dt.datetime(2026, 1, 1), "s"),
+            "timezone-aware",
+        ),
+    ],
+)
+def test_invalid_input_rejected(make: object, match: str) -> None:
+    with pytest.raises(LeReportError, match=match):
+        make()  # type: ignore[operator]
+
+
+def test_full_flow_against_standin(standin: NcmecStandin, db: Database) -> None:
+    c = client(standin, db)
+    assert c.status().response_code == 0
+    res = c.submit_report(make_input(), actor="senior-b")
+    assert res.finished and len(res.file_ids) == 1
+    rep = standin.reports[res.report_id]
+    assert rep.state == "finished"
+    assert rep.files[res.file_ids[0]] == KODAK
+    assert res.file_ids[0] in rep.file_details
+    assert [p for _, p in standin.requests] == [
+        "/ispws/status",
+        "/ispws/submit",
+        "/ispws/upload",
+        "/ispws/fileinfo",
+        "/ispws/finish",
+    ]
+    with db.read_session() as s:
+        rows = (
+            s.execute(
+                select(LeSubmission)
+                .where(LeSubmission.case_ref == "case-42")
+                .order_by(LeSubmission.id)
+            )
+            .scalars()
+            .all()
+        )
+    assert [r.kind for r in rows] == ["submit", "upload", "fileinfo", "finish"]
+    assert all(r.response_code == 0 and r.http_status == 200 for r in rows)
+    assert rows[0].report_id == res.report_id
+    assert rows[1].file_id == res.file_ids[0]
+    assert "<responseCode>0</responseCode>" in rows[0].response_snippet
+
+
+def test_invalid_report_rejected_with_error(standin: NcmecStandin, db: Database) -> None:
+    c = client(standin, db)
+    # out of schema order: reporter before incidentSummary
+    bad = (
+        b"<report><reporter><reportingPerson><email>a@b.cc</email></reportingPerson></reporter>"
+        b"<incidentSummary><incidentType>Child Sex Tourism</incidentType>"
+        b"<incidentDateTime>2026-11-20T14:30:00Z</incidentDateTime></incidentSummary></report>"
+    )
+    with pytest.raises(NcmecError, match="4100") as ei:
+        c.submit(bad, case_ref="case-bad", actor="x")
+    assert ei.value.response_code == 4100 and not ei.value.transient
+    bad_enum = build_report_xml(make_input()).replace(b"Child Pornography", b"Something Else")
+    with pytest.raises(NcmecError, match="not an allowed value"):
+        c.submit(bad_enum, case_ref="case-bad", actor="x")
+    bad_date = build_report_xml(make_input()).replace(b"2026-11-20T14:30:00Z", b"20/11/2026")
+    with pytest.raises(NcmecError, match="ISO 8601"):
+        c.submit(bad_date, case_ref="case-bad", actor="x")
+    with pytest.raises(NcmecError, match="4110"):
+        c.submit(b"<report><unclosed>", case_ref="case-bad", actor="x")
+    assert standin.reports == {}  # nothing accepted
+    with db.read_session() as s:
+        rows = (
+            s.execute(select(LeSubmission).where(LeSubmission.case_ref == "case-bad"))
+            .scalars()
+            .all()
+        )
+    assert [r.response_code for r in rows] == [4100, 4100, 4100, 4110]
+    assert all(r.attempt == 1 and r.error for r in rows)  # validation errors are not retried
+
+
+def test_transient_503_retried_with_backoff(standin: NcmecStandin, db: Database) -> None:
+    c = client(standin, db, backoff_s=0.5)
+    standin.fail_next("/submit", 503, count=2)
+    standin.fail_next("/finish", 502, count=1)
+    res = c.submit_report(make_input(), actor="senior-b")
+    assert res.finished
+    assert c.sleeps == [0.5, 1.0, 0.5]  # type: ignore[attr-defined]
+    assert len(standin.reports) == 1  # retries did not create duplicate reports
+    with db.read_session() as s:
+        rows = (
+            s.execute(
+                select(LeSubmission).where(LeSubmission.kind == "submit").order_by(LeSubmission.id)
+            )
+            .scalars()
+            .all()
+        )
+    assert [(r.attempt, r.http_status) for r in rows] == [(1, 503), (2, 503), (3, 200)]
+    assert rows[-1].report_id == res.report_id
+
+
+def test_gives_up_after_max_attempts(standin: NcmecStandin) -> None:
+    c = client(standin, None, max_attempts=2)
+    standin.fail_next("/submit", 503, count=5)
+    with pytest.raises(NcmecError, match="gave up after 2 attempts") as ei:
+        c.submit_report(make_input(), actor="x")
+    assert ei.value.transient
+
+
+def test_failure_after_submit_retracts(standin: NcmecStandin, db: Database) -> None:
+    c = client(standin, db, max_attempts=1)
+    standin.fail_next("/upload", 503, count=1)
+    with pytest.raises(NcmecError):
+        c.submit_report(make_input(), actor="x")
+    (rep,) = standin.reports.values()
+    assert rep.state == "retracted"
+    with db.read_session() as s:
+        kinds = [
+            r.kind for r in s.execute(select(LeSubmission).order_by(LeSubmission.id)).scalars()
+        ]
+    assert kinds == ["submit", "upload", "retract"]
+
+
+def test_wrong_credentials(standin: NcmecStandin) -> None:
+    cfg = NcmecConfig(username="esp", password="wrong", base_url=standin.base_url)
+    with pytest.raises(NcmecError, match="2000"):
+        NcmecClient(cfg).status()
+
+
+def test_not_confirmed_sends_nothing(standin: NcmecStandin) -> None:
+    with pytest.raises(NotConfirmed):
+        client(standin, None).submit_report(make_input(senior=False), actor="x")
+    assert standin.requests == []
+
+
+def test_production_url_must_be_https() -> None:
+    with pytest.raises(LeReportError, match="https"):
+        NcmecConfig(username="a", password="b", base_url="http://report.example.org/ispws")
