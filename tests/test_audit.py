@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import json
 import threading
@@ -348,3 +349,12 @@ def test_cli_verify_exit_codes(
         db.dispose()
     finally:
         get_settings.cache_clear()
+
+
+def test_checkpoint_refuses_a_head_that_does_not_match(db: Database) -> None:
+    _fill(db, 3)
+    _sql(db, "DELETE FROM audit_log WHERE seq = 3")
+    with pytest.raises(AuditError, match="does not match"):
+        checkpoint(db, key=KEY)
+    with db.session() as s, pytest.raises(AuditError, match="timezone-aware"):
+        record(s, actor="a", action="x", now=dt.datetime(2026, 1, 1))

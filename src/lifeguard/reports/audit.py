@@ -175,6 +175,8 @@ def record(
     if not actor or not action:
         raise AuditError("actor and action are required")
     details_json = canonical_json(details if details is not None else {})
+    if now is not None and now.tzinfo is None:
+        raise AuditError("now must be timezone-aware")
     t = (now or utcnow()).astimezone(dt.UTC)
     head = _lock_head(session)
     seq = int(head.seq) + 1
@@ -327,6 +329,13 @@ def checkpoint(
     t = (now or utcnow()).astimezone(dt.UTC)
     with db.session() as s:
         head = _lock_head(s)
+        if head.seq > 0:
+            last = s.get(AuditRecord, int(head.seq))
+            if last is None or last.hash != head.hash:
+                raise AuditError(
+                    f"head row (seq {head.seq}) does not match the log; run `lifeguard audit "
+                    "verify` before checkpointing"
+                )
         cp = Checkpoint(
             seq=int(head.seq),
             hash=head.hash,

@@ -78,11 +78,16 @@ def audit_checkpoint(
         Path | None, typer.Option(help="Also append the checkpoint to this JSON-lines file.")
     ] = None,
 ) -> None:
-    """Sign the current chain head with the HMAC key (LIFEGUARD_AUDIT_HMAC_KEY[_FILE])."""
-    from lifeguard.reports.audit import checkpoint
+    """Verify the chain, then sign its head with the HMAC key (LIFEGUARD_AUDIT_HMAC_KEY[_FILE])."""
+    from lifeguard.reports.audit import checkpoint, verify
 
+    db = _db()
     try:
-        cp = checkpoint(_db(), file=file)
+        res = verify(db, checkpoint_file=file, require_checkpoints=True)
+        if not res.ok:
+            err.print(f"[red]not checkpointing[/]: seq {res.seq} ({res.kind}): {res.reason}")
+            raise typer.Exit(1)
+        cp = checkpoint(db, file=file)
     except LifeguardError as e:
         raise _fail(e) from None
     console.print(f"checkpoint: seq {cp.seq} {cp.hash} (key {cp.key_id})")
