@@ -78,6 +78,14 @@ class ApiSettings(BaseSettings):
     )
     metrics_enabled: bool = Field(default=True)
     matcher_load_in_background: bool = Field(default=True)
+    index_listen: bool = Field(
+        default=True,
+        description=(
+            "On PostgreSQL, apply bank changes as they commit (LISTEN/NOTIFY on a dedicated "
+            "connection); false: poll every index_sync_interval_s (e.g. behind a pooler in "
+            "transaction mode, which cannot LISTEN)."
+        ),
+    )
 
 
 def _toml(path: Path | None) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,7 +19,7 @@ class _IndexCollector(Collector):
     def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
         self.read = read
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         st = self.read()
         size = GaugeMetricFamily(
             "lifeguard_index_items", "Items in the in-memory indexes", labels=["index"]
@@ -36,6 +36,16 @@ class _IndexCollector(Collector):
             "lifeguard_index_ready",
             "1 once the index is loaded",
             value=1.0 if st.get("ready") else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "lifeguard_index_listening",
+            "1 while bank changes arrive by PostgreSQL LISTEN/NOTIFY (0: polling)",
+            value=1.0 if st.get("sync_mode") == "listen" else 0.0,
+        )
+        yield CounterMetricFamily(
+            "lifeguard_index_notifications",
+            "Revision notifications received",
+            value=float(st.get("sync_notifications", 0)),
         )
 
 

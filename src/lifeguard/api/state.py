@@ -49,6 +49,8 @@ class AppState:
     def load_matcher(self) -> None:
         try:
             self.matcher.load()
+            # Fresh while idle too: LISTEN/NOTIFY on PostgreSQL, a poll thread on SQLite.
+            self.matcher.start_background_sync(listen=self.api.index_listen)
             self.loaded_at = time.time()
             self.ready.set()
             log.info("index loaded at revision %d", self.matcher.revision)
@@ -78,15 +80,19 @@ class AppState:
     def index_status(self) -> dict[str, Any]:
         m = self.matcher
         sizes = {name: len(getattr(m, name)) for name in ("pdq", "md5", "sha256", "vpdq_frames")}
+        bg = m.background
         return {
             "ready": self.ready.is_set(),
             "revision": m.revision,
             "sizes": sizes,
             "load_error": self.load_error,
             "loaded_at": self.loaded_at,
+            "sync_mode": bg.stats.mode if bg is not None else "request",
+            "sync_notifications": bg.stats.notifications if bg is not None else 0,
         }
 
     def close(self) -> None:
+        self.matcher.stop()
         self.keys.close()
         self.banks.close()
         self.db.dispose()

@@ -4,6 +4,8 @@ Every bank/entry change bumps a global revision (``store.db.bump_revision``). A 
 revision it has applied and, at most every ``index_sync_interval_s``, applies the entries changed since
 — so an added, disabled or removed entry takes effect within a second, in every process, without a
 rebuild. At start it loads a snapshot (``save_snapshot``) and applies the changes made after it.
+``start_background_sync()`` also keeps an idle matcher fresh: PostgreSQL LISTEN/NOTIFY, or a poll
+thread (``lifeguard.matching.notify``).
 
 Index item ids encode ``entry_id * SLOTS + listed-variant code`` so one PDQ index holds plain hashes and
 the extra hashes of listed media (trimmed, region) without a side table.
@@ -27,6 +29,7 @@ import numpy as np
 from sqlalchemy import select
 
 from lifeguard.index import ExactIndex, PdqIndex
+from lifeguard.matching.notify import BackgroundSync
 from lifeguard.matching.results import Match, MatchResult, VariantKind
 from lifeguard.settings import Settings, get_settings
 from lifeguard.signals.base import normalise
@@ -111,6 +114,28 @@ class Matcher:
         self._last_sync = 0.0
         self._lock = threading.RLock()
         self.loaded = False
+        self._background: BackgroundSync | None = None
+
+    # ------------------------------------------------------------------ background sync
+    def start_background_sync(self, *, listen: bool = True, **options: Any) -> BackgroundSync:
+        """Keep the index fresh while idle too (see :mod:`lifeguard.matching.notify`): on
+        PostgreSQL a thread LISTENs for revision notifications and applies changes as they commit
+        (request threads then skip their polls); on SQLite, or with ``listen=False``, it polls
+        every ``index_sync_interval_s``. ``options`` go to :class:`BackgroundSync`. Idempotent."""
+        if self._background is None:
+            self._background = BackgroundSync(self, listen=listen, **options)
+            self._background.start()
+        return self._background
+
+    @property
+    def background(self) -> BackgroundSync | None:
+        return self._background
+
+    def stop(self) -> None:
+        """Stop the background sync thread, if any (the matcher keeps working, polling again)."""
+        bg, self._background = self._background, None
+        if bg is not None:
+            bg.stop()
 
     # ------------------------------------------------------------------ loading and syncing
     @property
@@ -352,7 +377,7 @@ class Matcher:
     def _ensure(self) -> None:
         if not self.loaded:
             self.load()
-        else:
+        elif self._background is None or not self._background.listening:
             self.sync()
 
     def _max_threshold(self) -> int:

@@ -121,17 +121,23 @@ class Database:
 
 
 def bump_revision(session: Session) -> int:
-    """Lock the revision row and return the next revision (ordered by commit)."""
+    """Lock the revision row and return the next revision (ordered by commit). On PostgreSQL the
+    bump is also announced (``NOTIFY lifeguard_revision``), delivered when the transaction commits."""
+    from lifeguard.matching.notify import notify_revision  # here: matching imports this module
+
     row = session.execute(
         select(Revision).where(Revision.id == 1).with_for_update()
     ).scalar_one_or_none()
     if row is None:
         session.add(Revision(id=1, value=1))
         session.flush()
-        return 1
-    session.execute(update(Revision).where(Revision.id == 1).values(value=Revision.value + 1))
-    session.flush()
-    return int(session.execute(select(Revision.value).where(Revision.id == 1)).scalar_one())
+        rev = 1
+    else:
+        session.execute(update(Revision).where(Revision.id == 1).values(value=Revision.value + 1))
+        session.flush()
+        rev = int(session.execute(select(Revision.value).where(Revision.id == 1)).scalar_one())
+    notify_revision(session, rev)
+    return rev
 
 
 def current_revision(session: Session) -> int:
