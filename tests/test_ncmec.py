@@ -325,3 +325,55 @@ def test_not_confirmed_sends_nothing(standin: NcmecStandin) -> None:
 def test_production_url_must_be_https() -> None:
     with pytest.raises(LeReportError, match="https"):
         NcmecConfig(username="a", password="b", base_url="http://report.example.org/ispws")
+
+
+def test_lost_answer_to_submit_is_not_retried(standin: NcmecStandin, db: Database) -> None:
+    c = client(standin, db)
+    standin.fail_next("/submit", 0)  # connection dropped: NCMEC may or may not have the report
+    with pytest.raises(NcmecError, match="outcome unknown"):
+        c.submit_report(make_input(), actor="x")
+    assert [p for _, p in standin.requests] == ["/ispws/submit"]
+    with db.read_session() as s:
+        (row,) = s.execute(select(LeSubmission)).scalars().all()
+    assert row.http_status is None and row.error.startswith("connection")
+
+
+def test_lost_answer_to_finish_is_retried(standin: NcmecStandin) -> None:
+    c = client(standin, None)
+    standin.fail_next("/finish", 0)
+    res = c.submit_report(make_input(), actor="x")
+    assert res.finished and standin.reports[res.report_id].state == "finished"
+    assert [p for _, p in standin.requests].count("/ispws/finish") == 2
+
+
+def test_refused_connection_retried_then_gives_up(db: Database) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port with nothing listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cfg = NcmecConfig("esp", "pw", base_url=f"http://127.0.0.1:{port}/ispws", max_attempts=3)
+    c = NcmecClient(cfg, db, sleep=lambda _: None)
+    with pytest.raises(NcmecError, match="gave up after 3 attempts"):
+        c.submit(b"<report/>", case_ref="case-r", actor="x")
+    with db.read_session() as s:
+        rows = s.execute(select(LeSubmission).order_by(LeSubmission.id)).scalars().all()
+    assert [r.attempt for r in rows] == [1, 2, 3]
+
+
+def test_submissions_are_audited(standin: NcmecStandin, db: Database) -> None:
+    from lifeguard.reports.audit import AuditRecord
+
+    client(standin, db).submit_report(make_input(), actor="senior-b")
+    with db.read_session() as s:
+        actions = [
+            a.action
+            for a in s.execute(select(AuditRecord).order_by(AuditRecord.seq)).scalars()
+            if a.subject_type == "le_report"
+        ]
+    assert actions == [
+        "le_report.ncmec.submit",
+        "le_report.ncmec.upload",
+        "le_report.ncmec.fileinfo",
+        "le_report.ncmec.finish",
+    ]

@@ -174,7 +174,8 @@ class _Base:
         self._thread: threading.Thread | None = None
 
     def fail_next(self, path: str, status: int = 503, count: int = 1) -> None:
-        """Answer the next ``count`` requests to ``path`` (e.g. "/submit") with ``status``."""
+        """Answer the next ``count`` requests to ``path`` (e.g. "/submit") with ``status``; status 0
+        drops the connection after reading the request (the client cannot know the outcome)."""
         with self.lock:
             self._fail.setdefault(path, []).extend([status] * count)
 
@@ -267,6 +268,9 @@ class NcmecStandin(_Base):
                     return
                 op = path[len(outer.PREFIX) :]
                 fail = outer._take_failure(op)
+                if fail == 0:
+                    self.close_connection = True
+                    return
                 if fail is not None:
                     self._send(fail, b"<html><body>Service Unavailable</body></html>")
                     return
