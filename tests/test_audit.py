@@ -358,3 +358,22 @@ def test_checkpoint_refuses_a_head_that_does_not_match(db: Database) -> None:
         checkpoint(db, key=KEY)
     with db.session() as s, pytest.raises(AuditError, match="timezone-aware"):
         record(s, actor="a", action="x", now=dt.datetime(2026, 1, 1))
+
+
+def test_append_bypassing_the_head_detected(db: Database) -> None:
+    _fill(db, 3)
+    rows = _rows(db)
+    forged = dict(
+        seq=4,
+        time=rows[2].time,
+        actor="x",
+        action="decision",
+        subject_type="case",
+        subject_id="1",
+        details_json="{}",
+        prev_hash=rows[2].hash,
+    )
+    with db.session() as s:
+        s.add(AuditRecord(hash=audit.record_hash(**forged), **forged))  # type: ignore[arg-type]
+    res = verify(db, key=KEY)
+    assert (res.ok, res.seq, res.kind) == (False, 4, "head_mismatch")
