@@ -665,14 +665,17 @@ def index_status() -> None:
 
 
 def _register_rooms() -> None:
-    """Commands that live with their rooms: the HTTP service (serve, key) and actions (worker,
-    rules, deliveries, events)."""
+    """Commands that live with their rooms: the HTTP service (serve, key), actions (worker, rules,
+    deliveries, events), audit log and evidence vault."""
     from lifeguard.actions.cli_commands import register as register_actions
     from lifeguard.api.cli_commands import key_app, serve_cmd
+    from lifeguard.reports.cli_commands import audit_app, evidence_app
 
     app.command("serve")(serve_cmd)
     app.add_typer(key_app, name="key")
     register_actions(app)
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(evidence_app, name="evidence")
 
 
 _register_rooms()
