@@ -91,7 +91,7 @@ class BackgroundSync:
         listen: bool = True,
         poll_interval_s: float | None = None,
         safety_poll_s: float = 5.0,
-        wake_s: float = 0.5,
+        wake_s: float = 0.2,
         backoff_s: float = 0.5,
         backoff_max_s: float = 30.0,
         connect_timeout_s: int = 5,
