@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
-from tests.conftest import PHOTOS
 from typer.testing import CliRunner
 
+from conftest import PHOTOS
 from lifeguard.errors import NotFound
 from lifeguard.reports import audit
 from lifeguard.reports.evidence import (
