@@ -235,17 +235,11 @@ class KeyStore:
         return info
 
     def verify(self, token: str) -> KeyInfo:
-        """The key a token belongs to, or :class:`InvalidKey` saying why not."""
-        m = _TOKEN_RE.match(token.strip())
-        if m is None:
-            raise InvalidKey("malformed API key", code="malformed_key")
-        key_id, secret = m.groups()
-        now = time.monotonic()
-        with self._lock:
-            cached = self._cache.get(key_id)
-        if cached is not None and now - cached[0] < self.cache_ttl_s:
-            stored, info = cached[1], cached[2]
-        else:
+        """The key a token belongs to, or :class:`InvalidKey` saying why not. May read the
+        database (call from a worker thread)."""
+        key_id, secret = self._parse(token)
+        hit = self._cached(key_id)
+        if hit is None:
             with self._read() as s:
                 k = s.get(ApiKey, key_id)
                 stored = k.secret_sha256 if k is not None else ""
@@ -254,9 +248,35 @@ class KeyStore:
                 # Compare anyway, so timing does not tell unknown ids from wrong secrets.
                 hmac.compare_digest("0" * 64, digest(secret))
                 raise InvalidKey("unknown API key", code="unknown_key")
-            info = info_or_none
+            hit = (stored, info_or_none)
             with self._lock:
-                self._cache[key_id] = (now, stored, info)
+                self._cache[key_id] = (time.monotonic(), stored, info_or_none)
+        return self._check(key_id, secret, *hit)
+
+    def verify_cached(self, token: str) -> KeyInfo | None:
+        """:meth:`verify` without touching the database: the key when this process verified it
+        within ``cache_ttl_s`` (checked the same way), None when the database must be asked.
+        Cheap enough to call on the event loop."""
+        key_id, secret = self._parse(token)
+        hit = self._cached(key_id)
+        return None if hit is None else self._check(key_id, secret, *hit)
+
+    @staticmethod
+    def _parse(token: str) -> tuple[str, str]:
+        m = _TOKEN_RE.match(token.strip())
+        if m is None:
+            raise InvalidKey("malformed API key", code="malformed_key")
+        key_id, secret = m.groups()
+        return key_id, secret
+
+    def _cached(self, key_id: str) -> tuple[str, KeyInfo] | None:
+        with self._lock:
+            cached = self._cache.get(key_id)
+        if cached is not None and time.monotonic() - cached[0] < self.cache_ttl_s:
+            return cached[1], cached[2]
+        return None
+
+    def _check(self, key_id: str, secret: str, stored: str, info: KeyInfo) -> KeyInfo:
         if not hmac.compare_digest(stored, digest(secret)):
             raise InvalidKey("unknown API key", code="unknown_key")
         if info.revoked_at is not None:

@@ -120,7 +120,11 @@ async def authenticate(request: Request, st: AppState, scope: str) -> KeyInfo:
             headers={"WWW-Authenticate": "Bearer"},
         )
     try:
-        key = await run_in_threadpool(st.keys.verify, token)
+        # A key verified within the cache TTL is checked here, on the event loop; only a cache
+        # miss reads the database, in a worker thread.
+        key = st.keys.verify_cached(token)
+        if key is None:
+            key = await run_in_threadpool(st.keys.verify, token)
     except InvalidKey as e:
         raise Problem(
             401, e.code, e.message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
