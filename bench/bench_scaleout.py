@@ -87,7 +87,9 @@ def run_mode(name: str, url: str, listen: bool, changes: int, idle_s: float, pho
     parent, child = ctx.Pipe()
     ready, done = ctx.Event(), ctx.Event()
     with tempfile.TemporaryDirectory() as d:
-        proc = ctx.Process(target=replica, args=(url, d, listen, idle_s, child, ready, done))
+        proc = ctx.Process(
+            target=replica, args=(url, d, listen, idle_s, child, ready, done), daemon=True
+        )
         proc.start()
         if not ready.wait(60):
             raise RuntimeError("replica did not start")
@@ -105,7 +107,11 @@ def run_mode(name: str, url: str, listen: bool, changes: int, idle_s: float, pho
                 banks.disable_entry(ids[-1])
             else:
                 banks.enable_entry(ids[-1])
-            committed[banks.current_revision()] = time.monotonic()
+            t = time.monotonic()
+            rev = banks.current_revision()
+            if rev in committed:
+                raise RuntimeError(f"change {i} did not bump the revision")
+            committed[rev] = t
         time.sleep(1.0)  # let the last change arrive
         done.set()
         res = parent.recv()
@@ -143,7 +149,7 @@ def main() -> None:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    photos = sorted((PHOTOS / "kodak").glob("*.png"))[:10]
+    photos = sorted((PHOTOS / "clothing").glob("*.jpg"))[: args.changes // 3 + 2]
     name = f"lifeguard_bench_{uuid.uuid4().hex[:8]}"
     admin = create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
