@@ -62,7 +62,20 @@ sys.path.insert(0, str(ROOT / "src"))
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 BANK = "LOAD"
-SCENARIOS = ("upload", "upload_plain", "h_hash", "signals", "hma_lookup")
+SCENARIOS = (
+    "upload",
+    "upload_plain",
+    "h_hash",
+    "signals",
+    "hma_lookup",
+    "upload_hit",
+    "signals_hit",
+    "hma_lookup_hit",
+)
+#: The photo uploaded by the miss scenarios: left out of the bank. The hit scenarios upload the
+#: next Kodak photo, which is listed.
+MISS_PHOTO = "kodak/01.png"
+HIT_PHOTO = "kodak/02.png"
 LIFEGUARD = str(Path(sys.executable).with_name("lifeguard"))
 
 LUA_COMMON = r"""
@@ -118,11 +131,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def make_jpeg(target: int) -> tuple[bytes, Path]:
-    """A Kodak photo re-encoded as a JPEG of about ``target`` bytes (quality searched)."""
+def make_jpeg(target: int, photo: str) -> tuple[bytes, Path]:
+    """A photo re-encoded as a JPEG of about ``target`` bytes (quality searched)."""
     from PIL import Image
 
-    src = sorted((PHOTOS / "kodak").glob("*.png"))[0]
+    src = PHOTOS / photo
     im = Image.open(src).convert("RGB")
     best: bytes = b""
     lo, hi = 30, 98
@@ -143,7 +156,9 @@ def make_jpeg(target: int) -> tuple[bytes, Path]:
 def corpus(n: int, seed: int = 1) -> np.ndarray[Any, np.dtype[np.uint8]]:
     from bench_index import photo_hashes
 
-    photos, _ = photo_hashes()
+    photos, files = photo_hashes()
+    keep = [i for i, f in enumerate(files) if f != PHOTOS / MISS_PHOTO]
+    photos = photos[keep]
     rng = np.random.default_rng(seed)
     extra = rng.integers(0, 256, (max(0, n - len(photos)), 32), dtype=np.uint8)
     return np.concatenate([photos[:n], extra])
@@ -156,16 +171,15 @@ def write_te(hashes: np.ndarray[Any, np.dtype[np.uint8]], path: Path) -> None:
             f.write("".join(f"pdq {h.tobytes().hex()}\n" for h in hashes[i : i + step]))
 
 
-def query_hashes(listed: np.ndarray[Any, np.dtype[np.uint8]], n: int = 1000) -> list[str]:
-    """Half listed photo hashes (matches), half fresh random hashes (misses), interleaved."""
+def query_hashes(
+    listed: np.ndarray[Any, np.dtype[np.uint8]], n: int = 1000
+) -> tuple[list[str], list[str]]:
+    """``n`` listed photo hashes (each a match) and ``n`` fresh random hashes (misses)."""
     rng = np.random.default_rng(7)
-    photo_n = min(3524, len(listed))
-    hits = listed[rng.choice(photo_n, n // 2, replace=False)]
-    misses = rng.integers(0, 256, (n - n // 2, 32), dtype=np.uint8)
-    out: list[str] = []
-    for a, b in zip(hits, misses, strict=False):
-        out += [a.tobytes().hex(), b.tobytes().hex()]
-    return out
+    photo_n = min(3523, len(listed))
+    hits = listed[rng.choice(photo_n, min(n, photo_n), replace=False)]
+    misses = rng.integers(0, 256, (n, 32), dtype=np.uint8)
+    return [h.tobytes().hex() for h in hits], [h.tobytes().hex() for h in misses]
 
 
 class Store:
@@ -203,7 +217,7 @@ class Store:
             eng.dispose()
 
 
-def load_bank(store: Store, n: int) -> tuple[dict[str, float], list[str]]:
+def load_bank(store: Store, n: int) -> tuple[dict[str, float], tuple[list[str], list[str]]]:
     from lifeguard.banks import Banks, import_entries
     from lifeguard.settings import Settings
     from lifeguard.store.db import Database
@@ -249,11 +263,13 @@ def create_key(store: Store) -> str:
 
 
 # ------------------------------------------------------------------------------------ wrk
-def write_scripts(work: Path, token: str, jpeg: bytes, queries: list[str]) -> dict[str, Path]:
+def write_scripts(
+    work: Path, token: str, jpegs: dict[str, bytes], queries: tuple[list[str], list[str]]
+) -> dict[str, Path]:
     boundary = "lgload" + uuid.uuid4().hex
     scripts: dict[str, Path] = {}
 
-    def multipart(field: str, name: str) -> Path:
+    def multipart(field: str, name: str, jpeg: bytes) -> Path:
         body = (
             (
                 f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
@@ -262,14 +278,16 @@ def write_scripts(work: Path, token: str, jpeg: bytes, queries: list[str]) -> di
             + jpeg
             + f"\r\n--{boundary}--\r\n".encode()
         )
-        p = work / f"body_{field}.bin"
+        p = work / f"body_{field}_{len(jpeg)}.bin"
         p.write_bytes(body)
         return p
 
-    file_body = multipart("file", "photo.jpg")
-    photo_body = multipart("photo", "photo.jpg")
+    file_body = multipart("file", "photo.jpg", jpegs["miss"])
+    hit_body = multipart("file", "photo.jpg", jpegs["hit"])
+    photo_body = multipart("photo", "photo.jpg", jpegs["miss"])
     for name, path, body in (
         ("upload", "/v1/match", file_body),
+        ("upload_hit", "/v1/match", hit_body),
         ("upload_plain", "/v1/match?variants=false", file_body),
         ("h_hash", "/h/hash", photo_body),
     ):
@@ -278,32 +296,34 @@ def write_scripts(work: Path, token: str, jpeg: bytes, queries: list[str]) -> di
             LUA_COMMON + LUA_UPLOAD.format(path=path, body=body, boundary=boundary, token=token)
         )
         scripts[name] = p
-    hashes = work / "queries.txt"
-    hashes.write_text("\n".join(queries) + "\n")
-    p = work / "signals.lua"
-    p.write_text(
-        LUA_COMMON
-        + LUA_ROTATE.format(
-            token=token,
-            hashes=hashes,
-            content_type='headers["Content-Type"] = "application/json"',
-            build='reqs[#reqs + 1] = wrk.format("POST", "/v1/match/signals", headers, '
-            '\'{"signals": [{"signal_type": "pdq", "value": "\' .. line .. \'"}]}\')',
+    hits, misses = queries
+    for suffix, hashes_list in (("", misses), ("_hit", hits)):
+        hashes = work / f"queries{suffix}.txt"
+        hashes.write_text("\n".join(hashes_list) + "\n")
+        p = work / f"signals{suffix}.lua"
+        p.write_text(
+            LUA_COMMON
+            + LUA_ROTATE.format(
+                token=token,
+                hashes=hashes,
+                content_type='headers["Content-Type"] = "application/json"',
+                build='reqs[#reqs + 1] = wrk.format("POST", "/v1/match/signals", headers, '
+                '\'{"signals": [{"signal_type": "pdq", "value": "\' .. line .. \'"}]}\')',
+            )
         )
-    )
-    scripts["signals"] = p
-    p = work / "hma_lookup.lua"
-    p.write_text(
-        LUA_COMMON
-        + LUA_ROTATE.format(
-            token=token,
-            hashes=hashes,
-            content_type="",
-            build='reqs[#reqs + 1] = wrk.format("GET", "/m/lookup?signal=" .. line .. '
-            '"&signal_type=pdq", headers)',
+        scripts[f"signals{suffix}"] = p
+        p = work / f"hma_lookup{suffix}.lua"
+        p.write_text(
+            LUA_COMMON
+            + LUA_ROTATE.format(
+                token=token,
+                hashes=hashes,
+                content_type="",
+                build='reqs[#reqs + 1] = wrk.format("GET", "/m/lookup?signal=" .. line .. '
+                '"&signal_type=pdq", headers)',
+            )
         )
-    )
-    scripts["hma_lookup"] = p
+        scripts[f"hma_lookup{suffix}"] = p
     return scripts
 
 
@@ -391,18 +411,22 @@ def wait_ready(
     raise TimeoutError("server not ready")
 
 
-def sanity(base: str, token: str, jpeg: bytes, queries: list[str]) -> None:
+def sanity(
+    base: str, token: str, jpegs: dict[str, bytes], queries: tuple[list[str], list[str]]
+) -> None:
     """One request per scenario, answers checked, before any load."""
     h = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=base, headers=h, timeout=30) as c:
         for path in ("/v1/match", "/v1/match?variants=false"):
-            r = c.post(path, files={"file": ("photo.jpg", jpeg, "image/jpeg")})
-            assert r.status_code == 200, (path, r.status_code, r.text)
-            m = r.json()["matches"]
-            assert m and m[0]["bank"] == BANK, (path, r.text[:500])
-        r = c.post("/h/hash", files={"photo": ("photo.jpg", jpeg, "image/jpeg")})
+            r = c.post(path, files={"file": ("photo.jpg", jpegs["miss"], "image/jpeg")})
+            assert r.status_code == 200 and r.json()["matches"] == [], (path, r.text[:500])
+        r = c.post("/v1/match", files={"file": ("photo.jpg", jpegs["hit"], "image/jpeg")})
+        assert r.status_code == 200, r.text
+        m = r.json()["matches"]
+        assert m and m[0]["bank"] == BANK, r.text[:500]
+        r = c.post("/h/hash", files={"photo": ("photo.jpg", jpegs["miss"], "image/jpeg")})
         assert r.status_code == 200 and len(r.json()["pdq"]) == 64, r.text
-        hit, miss = queries[0], queries[1]
+        hit, miss = queries[0][0], queries[1][0]
         r = c.post("/v1/match/signals", json={"signals": [{"signal_type": "pdq", "value": hit}]})
         assert r.status_code == 200 and r.json()["matches"][0]["distance"] == 0, r.text
         r = c.post("/v1/match/signals", json={"signals": [{"signal_type": "pdq", "value": miss}]})
@@ -444,6 +468,7 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--clients", default="1,4,8,16")
+    ap.add_argument("--hit-clients", default="8", help="client counts for the *_hit scenarios")
     ap.add_argument("--backend", choices=("postgres", "sqlite"), default="postgres")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--jpeg-bytes", type=int, default=100_000)
@@ -457,6 +482,7 @@ def main() -> None:
             sys.exit(f"unknown scenario {s!r} (known: {', '.join(SCENARIOS)})")
     workers_list = [int(x) for x in args.workers.split(",")]
     clients_list = [int(x) for x in args.clients.split(",")]
+    hit_clients = [int(x) for x in args.hit_clients.split(",")]
 
     OUT.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="load-", dir=OUT))
@@ -476,23 +502,26 @@ def main() -> None:
         setup, queries = load_bank(store, args.hashes)
         result["setup"] = setup
         token = create_key(store)
-        jpeg, src = make_jpeg(args.jpeg_bytes)
-        result["jpeg"] = {"source": str(src.relative_to(PHOTOS)), "bytes": len(jpeg)}
-        print(f"upload: {src.name} re-encoded, {len(jpeg):,} bytes", file=sys.stderr)
-        scripts = write_scripts(work, token, jpeg, queries)
+        jpegs: dict[str, bytes] = {}
+        for kind, photo in (("miss", MISS_PHOTO), ("hit", HIT_PHOTO)):
+            jpegs[kind], _ = make_jpeg(args.jpeg_bytes, photo)
+            result.setdefault("jpeg", {})[kind] = {"source": photo, "bytes": len(jpegs[kind])}
+            print(f"upload ({kind}): {photo} as JPEG, {len(jpegs[kind]):,} bytes", file=sys.stderr)
+        scripts = write_scripts(work, token, jpegs, queries)
+        result["uvicorn"] = uvicorn_impl()
         for workers in workers_list:
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             proc = start_server(store, workers, port)
             try:
                 ready_s = wait_ready(base, proc, workers)
-                sanity(base, token, jpeg, queries)
+                sanity(base, token, jpegs, queries)
                 server = psutil.Process(proc.pid)
                 # Warm-up: every worker sees uploads and lookups before measuring.
                 run_wrk(scripts[scenarios[0]], base, 4, 2, server)
                 rss_before = worker_rss(proc, workers)
                 for scen in scenarios:
-                    for clients in clients_list:
+                    for clients in hit_clients if scen.endswith("_hit") else clients_list:
                         d = run_wrk(scripts[scen], base, clients, args.duration, server)
                         d |= {"workers": workers, "scenario": scen, "clients": clients}
                         result["runs"].append(d)
@@ -521,6 +550,16 @@ def main() -> None:
         args.out.write_text(json.dumps(result, indent=2))
         shutil.rmtree(work, ignore_errors=True)
     print(markdown(result))
+
+
+def uvicorn_impl() -> dict[str, str]:
+    """What uvicorn's ``auto`` picks here: uvloop/httptools when installed, else asyncio/h11."""
+    import importlib.util
+
+    return {
+        "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+    }
 
 
 def markdown(result: dict[str, Any]) -> str:

@@ -207,7 +207,10 @@ def _lookup(
     ``enabled_ratio`` coin flip. The reported matches go to the actions hook (``seed`` is HMA's
     content id)."""
     r = _match(st, signal, signal_type)
-    ratios = _ratios(st)
+    if not r.matches and not r.suppressed:
+        record_match(st, r, None, media)  # metrics only (the hook records nothing)
+        return {}
+    ratios = _ratios(st)  # a database read: only when there is something to filter
     coin = 0.0 if bypass_coinflip else random.Random(seed).random()
     out: dict[str, list[dict[str, Any]]] = {}
     reported = []
