@@ -1,32 +1,36 @@
 """HTTP load test of ``lifeguard serve`` with wrk, at 1M listed PDQ hashes.
 
     python bench/bench_load.py [--hashes 1000000] [--duration 15] [--workers 1,2]
-                               [--clients 1,4,8,16] [--backend postgres|sqlite]
-                               [--scenarios upload,upload_plain,h_hash,signals,hma_lookup]
+                               [--clients 1,4,8,16] [--hit-clients 8]
+                               [--backend postgres|sqlite] [--scenarios a,b,...]
+    python bench/bench_load.py --report bench/out/bench_load.json   # tables of a saved run
 
 1. A fresh store (PostgreSQL: a new database ``lifeguard_load_<hex>`` on 127.0.0.1:5432, dropped
    at the end; or SQLite in a temporary folder) with one block bank ``LOAD`` of ``--hashes`` PDQ
-   hashes: the PDQ hashes of the 3,524 photos in shared/data/photos plus seeded random ones, bulk
-   loaded with ``lifeguard.banks.import_entries`` from a generated te-format file.
+   hashes: the PDQ hashes of the photos in shared/data/photos (all but ``kodak/01.png``) plus
+   seeded random ones, bulk loaded with ``lifeguard.banks.import_entries`` from a generated
+   te-format file.
 2. ``lifeguard index build`` (snapshot), ``lifeguard key create --scope match --scope hash
    --rate 0`` (no rate limit: we measure the server, not the limiter).
-3. A benign upload: a Kodak photo re-encoded as a ~100 KB JPEG (quality searched); its PDQ hash
-   is near the listed hash of the original, so uploads match (the matched path: index lookup plus
-   the database read of the matched entry).
-4. For each worker count: ``lifeguard serve --workers N`` in a subprocess, a sanity request per
-   scenario (status and body checked), then wrk (``-t1 --latency``, Lua scripts written here) at
-   each client count. Scenarios:
+3. Benign uploads: ``kodak/01.png`` (not listed: uploads miss) and ``kodak/02.png`` (listed:
+   uploads match) re-encoded as JPEGs of about ``--jpeg-bytes`` (100 KB; quality searched).
+4. For each worker count: ``lifeguard serve --workers N`` in a subprocess (uvicorn picks
+   uvloop/httptools when installed; recorded), a sanity request per scenario (status and body
+   checked), a warm-up, then wrk (``-t1 --latency``, Lua scripts written here) per scenario and
+   client count. Scenarios (the ``*_hit`` ones at ``--hit-clients`` only):
 
-   * ``upload``: ``POST /v1/match`` multipart (default: dihedral/trimmed query variants too)
-   * ``upload_plain``: ``POST /v1/match?variants=false`` (plain PDQ + MD5/SHA-256, as HMA)
+   * ``upload``: ``POST /v1/match`` multipart (default: dihedral/trimmed query variants too), miss
+   * ``upload_plain``: ``POST /v1/match?variants=false`` (plain PDQ + MD5/SHA-256, as HMA), miss
    * ``h_hash``: HMA's ``POST /h/hash`` (hash only, field ``photo``)
-   * ``signals``: ``POST /v1/match/signals`` with one PDQ hash
-   * ``hma_lookup``: HMA's ``GET /m/lookup?signal=<pdq>&signal_type=pdq``
+   * ``signals``: ``POST /v1/match/signals`` with one PDQ hash, rotating over 1,000 random
+     (unlisted) hashes
+   * ``hma_lookup``: HMA's ``GET /m/lookup?signal=<pdq>&signal_type=pdq``, same hashes
+   * ``upload_hit``, ``signals_hit``, ``hma_lookup_hit``: the same with listed media / 1,000 listed
+     photo hashes, so every request is a match (entry read + match event recorded by
+     ``lifeguard.actions``)
 
-   Hash lookups rotate through 1,000 hashes: 500 listed photo hashes (a match each) and 500 fresh
-   random ones (no match).
 5. Per run: requests/s, p50/p99 latency (wrk's HdrHistogram), errors (connect/read/write/timeout
-   and non-2xx), CPU seconds used by the server processes and by wrk (they share the 2 cores).
+   and non-2xx), CPU seconds used by the server processes and by wrk (they share the cores).
    After the runs: RSS of each worker process (psutil).
 
 Results go to bench/out/bench_load.json and are printed as Markdown tables.
@@ -473,7 +477,12 @@ def main() -> None:
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--jpeg-bytes", type=int, default=100_000)
     ap.add_argument("--out", type=Path, default=OUT / "bench_load.json")
+    ap.add_argument("--report", type=Path, help="only print the tables of a saved result")
     args = ap.parse_args()
+    if args.report:
+        saved = json.loads(args.report.read_text())
+        print(pivot(saved) + "\n" + markdown(saved))
+        return
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
     scenarios = [s for s in args.scenarios.split(",") if s]
@@ -549,7 +558,7 @@ def main() -> None:
         result["machine"]["load_at_end"] = os.getloadavg()
         args.out.write_text(json.dumps(result, indent=2))
         shutil.rmtree(work, ignore_errors=True)
-    print(markdown(result))
+    print(pivot(result) + "\n" + markdown(result))
 
 
 def uvicorn_impl() -> dict[str, str]:
@@ -560,6 +569,45 @@ def uvicorn_impl() -> dict[str, str]:
         "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
     }
+
+
+def pivot(result: dict[str, Any]) -> str:
+    """One table per worker count: a row per scenario, a column per client count, each cell
+    ``req/s (p50 / p99 ms)``."""
+    out: list[str] = []
+    clients = sorted({d["clients"] for d in result["runs"]})
+    for w in sorted({d["workers"] for d in result["runs"]}):
+        out += [
+            f"**{w} worker{'s' if w > 1 else ''}** — req/s (p50 / p99 ms)",
+            "",
+            "| scenario | "
+            + " | ".join(f"{c} client{'s' if c > 1 else ''}" for c in clients)
+            + " | server CPU ms/req |",
+            "|---|" + "---:|" * (len(clients) + 1),
+        ]
+        for scen in SCENARIOS:
+            runs = {
+                c: d
+                for c, d in ((d["clients"], d) for d in result["runs"])
+                if d["workers"] == w and d["scenario"] == scen
+            }
+            if not runs:
+                continue
+            cells = []
+            for c in clients:
+                d = runs.get(c)
+                cells.append(
+                    "-"
+                    if d is None
+                    else f"{d['rps']:,.0f} ({d['p50_us'] / 1000:.1f} / {d['p99_us'] / 1000:.0f})"
+                    + ("" if d["errors"] == 0 else f" **{d['errors']} errors**")
+                )
+            cpu = sum(d["server_cpu_s"] for d in runs.values()) / sum(
+                d["requests"] for d in runs.values()
+            )
+            out.append(f"| {scen} | " + " | ".join(cells) + f" | {1000 * cpu:.2f} |")
+        out.append("")
+    return "\n".join(out)
 
 
 def markdown(result: dict[str, Any]) -> str:
