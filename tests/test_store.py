@@ -38,3 +38,33 @@ def test_migrate_twice_is_harmless(db: Database) -> None:
     with again.session() as s:
         assert current_revision(s) == 0
     again.dispose()
+
+
+def test_concurrent_first_start_migrations(tmp_path: object, db_url: str) -> None:
+    """Several replicas starting at once on an empty database: all succeed, one schema."""
+    from sqlalchemy import inspect
+
+    from lifeguard.store.db import make_engine, migrate
+
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        eng = make_engine(db_url)
+        try:
+            migrate(eng)
+        except BaseException as e:  # pragma: no cover - the assertion below reports it
+            errors.append(e)
+        finally:
+            eng.dispose()
+
+    threads = [threading.Thread(target=start) for _ in range(3)]
+    for t in threads:
+        t.daemon = True
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "concurrent migrations deadlocked"
+    assert errors == []
+    eng = make_engine(db_url)
+    assert {"bank", "entry", "revision"} <= set(inspect(eng).get_table_names())
+    eng.dispose()

@@ -8,13 +8,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy import Engine, create_engine, event, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lifeguard.settings import Settings, get_settings
 from lifeguard.store.models import Revision
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: PostgreSQL advisory lock key held while migrating ("lifeguar" as an integer).
+MIGRATION_LOCK_KEY = 0x6C69666567756172
 
 
 def make_engine(url: str, *, read_only: bool = False) -> Engine:
@@ -51,13 +53,17 @@ def make_engine(url: str, *, read_only: bool = False) -> Engine:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision."""
+    """Bring the schema to the newest Alembic revision. Safe when several replicas start at once:
+    on PostgreSQL a transaction-scoped advisory lock lets one migrate while the others wait (and then
+    find nothing to do); SQLite serialises the writers itself."""
     from alembic import command
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "heads")
 
