@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -298,10 +299,8 @@ def serve_demo(
             console.print(
                 f"[bold]serving at {base} — try the curl lines above; Ctrl-C to stop[/bold]"
             )
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 proc.wait()
-            except KeyboardInterrupt:
-                pass
         return good
     finally:
         if proc.poll() is None:
