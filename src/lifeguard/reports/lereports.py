@@ -435,3 +435,12 @@ def _audit(session: Session, **kw: Any) -> None:
     except ImportError:  # pragma: no cover - audit is part of the reports package
         return
     record(session, **kw)
+
+
+def check_endpoint(target: str, base_url: str, max_attempts: int) -> None:
+    """Shared config check for the law-enforcement clients: https only (plain http on loopback for
+    local stand-ins), at least one attempt."""
+    if not base_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        raise LeReportError(f"{target} base_url must be https (or local): {base_url!r}")
+    if max_attempts < 1:
+        raise LeReportError("max_attempts must be >= 1")

@@ -28,6 +28,7 @@ from lifeguard.reports.lereports import (
     LeReportError,
     LeReportInput,
     ReportFile,
+    check_endpoint,
     iso_time,
     record_submission,
     require_senior_confirmation,
@@ -263,10 +264,7 @@ class NcaConfig:
     backoff_max_s: float = 30.0
 
     def __post_init__(self) -> None:
-        if not self.base_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-            raise LeReportError(f"NCA base_url must be https (or local): {self.base_url!r}")
-        if self.max_attempts < 1:
-            raise LeReportError("max_attempts must be >= 1")
+        check_endpoint("NCA", self.base_url, self.max_attempts)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from lifeguard.reports.lereports import (
     Location,
     ReportFile,
     Surface,
+    check_endpoint,
     iso_time,
     record_submission,
     require_senior_confirmation,
@@ -350,10 +351,7 @@ class NcmecConfig:
     backoff_max_s: float = 30.0
 
     def __post_init__(self) -> None:
-        if not self.base_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-            raise LeReportError(f"NCMEC base_url must be https (or local): {self.base_url!r}")
-        if self.max_attempts < 1:
-            raise LeReportError("max_attempts must be >= 1")
+        check_endpoint("NCMEC", self.base_url, self.max_attempts)
 
 
 @dataclass

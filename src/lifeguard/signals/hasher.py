@@ -17,7 +17,7 @@ from lifeguard.errors import MediaError
 from lifeguard.settings import Settings, get_settings
 from lifeguard.signals.exact import digest_bytes, digest_file
 from lifeguard.signals.image import DecodedImage, decode_image
-from lifeguard.signals.pdq import pdq_from_pixels
+from lifeguard.signals.pdq import PdqHash, pdq_from_pixels
 
 VIDEO_EXTENSIONS = frozenset(
     {
@@ -170,26 +170,28 @@ def _image_hashes(
     query_variants: bool,
     listing_variants: bool,
 ) -> MediaHashes:
-    plain = pdq_from_pixels(decoded.pixels)
+    from lifeguard.signals import variants as v
+
+    qv: list[HashVariant] = []
+    if query_variants:
+        # The dihedral set's "original" (always first) is the plain hash, bit for bit: hash once.
+        qv = [HashVariant(x.name, x.pdq, x.quality) for x in v.query_variants(decoded.pixels)]
+        plain = PdqHash(qv[0].pdq, qv[0].quality)
+    else:
+        plain = pdq_from_pixels(decoded.pixels)
     base.format = decoded.format
     base.width, base.height = decoded.width, decoded.height
     base.pdq, base.quality = plain.hex, plain.quality
     base.low_quality = plain.quality < settings.pdq_quality_threshold
     base.reduced_decode = decoded.reduced
-    if query_variants or listing_variants:
-        from lifeguard.signals import variants as v
-
-        if query_variants:
-            base.query_variants = [
-                HashVariant(x.name, x.pdq, x.quality) for x in v.query_variants(decoded.pixels)
-            ]
-        if listing_variants:
-            base.listing_variants = [
-                HashVariant(x.name, x.pdq, x.quality)
-                for x in v.listing_variants(
-                    decoded.pixels, plain=plain.hex, corners=settings.listing_crop_corners
-                )
-            ]
+    base.query_variants = qv
+    if listing_variants:
+        base.listing_variants = [
+            HashVariant(x.name, x.pdq, x.quality)
+            for x in v.listing_variants(
+                decoded.pixels, plain=plain.hex, corners=settings.listing_crop_corners
+            )
+        ]
     return base
 
 
