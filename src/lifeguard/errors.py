@@ -38,6 +38,12 @@ class Conflict(LifeguardError):
     code = "conflict"
 
 
+class Forbidden(LifeguardError):
+    """The caller is known but may not do this (a role or scope is missing). 403 over HTTP."""
+
+    code = "forbidden"
+
+
 class ImportFormatError(LifeguardError):
     """A whole import file is unusable (e.g. a CSV without a hash column)."""
 

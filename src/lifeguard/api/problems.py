@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lifeguard.errors import (
     Conflict,
+    Forbidden,
     ImportFormatError,
     InvalidSignal,
     LifeguardError,
@@ -101,6 +102,8 @@ def from_lifeguard_error(e: LifeguardError) -> Problem:
         return Problem(404, e.code, e.message)
     if isinstance(e, Conflict):
         return Problem(409, e.code, e.message)
+    if isinstance(e, Forbidden):
+        return Problem(403, e.code, e.message)
     if isinstance(e, ImportFormatError):
         return Problem(422, e.code, e.message, title="Unusable import file")
     # InvalidField and other validation-like errors.

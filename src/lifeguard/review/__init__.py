@@ -1,0 +1,1 @@
+"""Review: cases from matches and user reports, the moderator queue, decisions, appeals."""
