@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml $(SYSSTAMP)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 	@echo "== installing lifeguard and pinned dependencies into $(VENV)"
-	@$(BIN)/pip install -q -e '.[video,dev,bench]' 2>&1 | grep -v "^WARNING: Location" || true
+	@$(BIN)/pip install -q -e '.[video,dev,bench,nudity]' 2>&1 | grep -v "^WARNING: Location" || true
 	@$(BIN)/python -c "import lifeguard, pdqhash, vpdq" 
 	@touch $@
 
