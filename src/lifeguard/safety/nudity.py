@@ -19,6 +19,7 @@ image nor the verdict is stored here.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import threading
 from collections.abc import Sequence
@@ -385,7 +386,7 @@ def decide(
         raise LifeguardError(
             f"account must be 'child' or 'adult', not {account!r}", code="invalid_account"
         )
-    policy = policy or NudityPolicy()
+    policy = policy or default_policy()
     explicit = [d for d in detections if d.label in policy.explicit_labels]
     top = max((d.score for d in explicit), default=0.0)
     dets = tuple(sorted(detections, key=lambda d: -d.score))
@@ -438,6 +439,12 @@ _default: dict[int, NudeNetDetector] = {}
 _default_lock = threading.Lock()
 
 
+@functools.lru_cache(maxsize=1)
+def default_policy() -> NudityPolicy:
+    """The policy from the environment (``LIFEGUARD_NUDITY_*``), read once."""
+    return NudityPolicy()
+
+
 def default_detector(threads: int = 0) -> NudeNetDetector:
     """A process-wide :class:`NudeNetDetector` (loaded once, on first use)."""
     with _default_lock:
@@ -453,10 +460,14 @@ def check_decoded(
     *,
     policy: NudityPolicy | None = None,
     detector: NudityDetector | None = None,
+    adult_opt_in: bool | None = None,
 ) -> NudityVerdict:
     """Run the detector on a decoded image and apply the policy. Boxes are given in pixels of the
-    full-resolution image (a big JPEG is analysed at reduced scale)."""
-    policy = policy or NudityPolicy()
+    full-resolution image (a big JPEG is analysed at reduced scale). ``adult_opt_in`` (this adult
+    turned sensitive-content warnings on) overrides the policy's default."""
+    policy = policy or default_policy()
+    if adult_opt_in is not None and adult_opt_in != policy.adult_opt_in:
+        policy = policy.model_copy(update={"adult_opt_in": adult_opt_in})
     det = detector if detector is not None else default_detector(policy.threads)
     found = det.detect(image.pixels)
     ah, aw = int(image.pixels.shape[0]), int(image.pixels.shape[1])
@@ -504,14 +515,20 @@ def check_image(
     settings: Settings | None = None,
     policy: NudityPolicy | None = None,
     detector: NudityDetector | None = None,
+    adult_opt_in: bool | None = None,
 ) -> NudityVerdict:
     """Decode ``data`` safely and decide ``blur | warn | allow`` for a child or adult account.
 
     For the client toolkit: runs where it is called; nothing is sent or kept. Raises
     :class:`MediaError` for unusable input and :class:`NudityUnavailable` when the ``nudity``
-    extra is missing (and no ``detector`` is given).
+    extra is missing (and no ``detector`` is given). ``adult_opt_in``: this adult turned
+    sensitive-content warnings on (ignored for a child, who always gets them).
     """
     image = decode_image(data, settings)
     return check_decoded(
-        image, "child" if account_is_child else "adult", policy=policy, detector=detector
+        image,
+        "child" if account_is_child else "adult",
+        policy=policy,
+        detector=detector,
+        adult_opt_in=adult_opt_in,
     )
