@@ -30,6 +30,7 @@ from lifeguard.signals.image import decode_image
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "data" / "photos"
+SWEEP = (0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7)  # thresholds for the false-warning curve
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic"}
 
 
@@ -126,6 +127,7 @@ def main() -> int:
         "ms_total_mean": statistics.fmean(total_ms) if total_ms else None,
         "ms_detect_p50": pct(detect_ms, 0.5),
         "ms_detect_p99": pct(detect_ms, 0.99),
+        "sweep": {f"{t:.2f}": sum(x >= t for x in top_scores) for t in SWEEP},
         "flagged": flagged,
         "policy": {
             "child_blur_score": policy.child_blur_score,
@@ -149,6 +151,7 @@ def main() -> int:
 | highest explicit-label score seen (p99 / max) | {res["explicit_top_score_p99"]:.3f} / {res["explicit_top_score_max"]:.3f} |
 | ms per image, decode + detect, p50 / p99 | {res["ms_total_p50"]:.1f} / {res["ms_total_p99"]:.1f} |
 | ms per image, detect only, p50 / p99 | {res["ms_detect_p50"]:.1f} / {res["ms_detect_p99"]:.1f} |
+| images with a nudity-label score >= t (t: count) | {", ".join(f"{t}: {c}" for t, c in res["sweep"].items())} |
 | model load | {load_s:.2f} s |
 | labels reported (score >= 0.25) | {", ".join(f"{k} {v}" for k, v in seen.most_common()) or "none"} |
 
