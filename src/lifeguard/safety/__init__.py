@@ -1,0 +1,1 @@
+"""Safety signals on text: conversation risk scoring (grooming and sextortion tactics)."""
