@@ -676,6 +676,9 @@ def _register_rooms() -> None:
     register_actions(app)
     app.add_typer(audit_app, name="audit")
     app.add_typer(evidence_app, name="evidence")
+    from lifeguard.review.web.cli import reviewer_app
+
+    app.add_typer(reviewer_app, name="reviewer")
 
 
 _register_rooms()
