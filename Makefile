@@ -18,6 +18,11 @@ $(SYSSTAMP):
 	    pkg-config cmake ffmpeg libavcodec-dev libavformat-dev libavdevice-dev libavutil-dev \
 	    libswscale-dev libswresample-dev libavfilter-dev >/dev/null; \
 	fi
+	@# Debian's Chromium for the review web UI's browser tests (Playwright drives it; no browser download).
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  echo "== installing chromium for the browser tests (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
 	@touch $@
 
 sysdeps: $(SYSSTAMP)
