@@ -52,6 +52,15 @@ class Settings(BaseSettings):
     vpdq_seconds_per_hash: float = Field(default=1.0, ge=0)
     vpdq_query_match_pct: float = Field(default=80.0, ge=0, le=100)
     vpdq_index_match_pct: float = Field(default=0.0, ge=0, le=100)
+    # Review web UI (docs/review.md, "Web UI and wellness").
+    review_break_after_reveals: int = Field(
+        default=25,
+        ge=1,
+        description="Reveals of media per reviewer per UTC day after which the UI prompts for a break.",
+    )
+    review_session_hours: float = Field(
+        default=10.0, gt=0, le=24 * 7, description="Lifetime of a review UI login session."
+    )
     # Index.
     index_sync_interval_s: float = Field(
         default=0.25, gt=0, description="How often a matcher polls for bank changes."
