@@ -153,7 +153,9 @@ _TEXTSPEAK_RAW: dict[str, str] = {
     "cant": "can not", "cannot": "can not", "wont": "will not", "im": "i am", "ive": "i have",
     "n": "and", "b4": "before", "l8r": "later", "gr8": "great", "m8": "mate", "2day": "today",
     "2nite": "tonight", "2moro": "tomorrow", "2morrow": "tomorrow", "tmrw": "tomorrow",
-    "tmr": "tomorrow", "4u": "for you", "2u": "to you", "pic": "picture", "pics": "pictures",
+    "tmr": "tomorrow", "ill": "i will", "youll": "you will", "itll": "it will",
+    "theyll": "they will", "whats": "what is", "thats": "that is", "youve": "you have",
+    "isnt": "is not", "arent": "are not", "wasnt": "was not", "lets": "let us", "4u": "for you", "2u": "to you", "pic": "picture", "pics": "pictures",
     "pix": "pictures", "picz": "pictures", "vid": "video", "vids": "videos", "msg": "message",
     "msgs": "messages", "ppl": "people", "rn": "right now", "asap": "as soon as possible",
     "bday": "birthday", "yrs": "years", "yo": "years old", "y/o": "years old",
@@ -170,7 +172,7 @@ def _clean_token(tok: str) -> list[str]:
     if m:
         sym = m.group(1) or m.group(4)
         num = (m.group(2) or m.group(3)).rstrip(".,")
-        return [num.replace(",", ""), _CURRENCY[sym]]
+        return [num.replace(",", ""), _collapse(_CURRENCY[sym])]
     tok = tok.strip(_EDGE) if not _HAS_LETTER.search(tok.strip(_EDGE)) else tok
     if not tok:
         return []
