@@ -66,6 +66,25 @@ class Settings(BaseSettings):
         default=0.25, gt=0, description="How often a matcher polls for bank changes."
     )
 
+    # Review (docs/review.md): time-to-first-review targets per priority, internal banks.
+    review_target_p1_hours: float = Field(
+        default=1.0, gt=0, description="Time-to-first-review target for priority 1 cases."
+    )
+    review_target_p2_hours: float = Field(
+        default=24.0, gt=0, description="Time-to-first-review target for priority 2 cases."
+    )
+    review_target_p3_hours: float = Field(
+        default=72.0, gt=0, description="Time-to-first-review target for priority 3 cases."
+    )
+    review_confirmed_bank: str = Field(
+        default="LIFEGUARD_CONFIRMED",
+        description="Block bank that confirmed case hashes go into (created if missing).",
+    )
+    review_allow_bank: str = Field(
+        default="LIFEGUARD_FALSE_POSITIVES",
+        description="Allow-list bank that false-positive hashes go into (created if missing).",
+    )
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
