@@ -1,0 +1,1 @@
+"""End-to-end-encrypted messaging support: client toolkit, message franking, private matching."""
