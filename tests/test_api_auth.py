@@ -29,6 +29,7 @@ PATH_VALUES = {
     "entry_id": "1",
     "content_id": "1",
     "key_id": "0000000000000000",
+    "submission_id": "1",
 }
 #: Routes that must stay reachable without a key (health checks and the API description).
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/status"), ("GET", "/status/live")}

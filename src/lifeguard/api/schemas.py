@@ -239,7 +239,9 @@ class ImportOut(BaseModel):
 
 class KeyCreate(Strict):
     name: str = Field(default="", max_length=256)
-    scopes: list[Literal["hash", "match", "bank:read", "bank:write", "admin"]] = Field(min_length=1)
+    scopes: list[
+        Literal["hash", "match", "bank:read", "bank:write", "admin", "frank", "takedown"]
+    ] = Field(min_length=1)
     expires_at: dt.datetime | None = None
     rate_limit_per_s: float | None = Field(default=None, ge=0)
 
