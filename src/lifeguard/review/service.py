@@ -45,6 +45,7 @@ from lifeguard.review.intake import (
     check_text,
     item_priority,
 )
+from lifeguard.review.le import LeSettings
 from lifeguard.review.models import (
     ReviewAppeal,
     ReviewCase,
@@ -320,8 +321,10 @@ class ReviewService:
         *,
         vault: EvidenceVault | None = None,
         banks: Banks | None = None,
+        le: LeSettings | None = None,
     ) -> None:
         self.db = db
+        self.le = le
         self.settings = settings
         self.vault = vault or EvidenceVault.from_settings(db, settings)
         self.banks = banks or Banks(db)
