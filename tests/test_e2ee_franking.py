@@ -164,7 +164,7 @@ def test_keys_from_env(tmp_path: Path) -> None:
         {"LIFEGUARD_FRANKING_KEYS": "not base64!"},
         {"LIFEGUARD_FRANKING_KEYS": "QUJD"},
     ):
-        with pytest.raises(Exception, match="franking key|base64|bytes"):
+        with pytest.raises(Exception, match=r"franking key|base64|bytes"):
             FrankingKeys.from_env(bad)
 
 
