@@ -108,6 +108,9 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
     app.include_router(e2ee)
     app.include_router(safety_nudity)
     problems.install(app)
+    from lifeguard.review.web.routes import mount as mount_review_ui
+
+    mount_review_ui(app)  # /review: the reviewer web UI (HTML; not in the OpenAPI schema)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.state.api_settings = api
     app.state.settings = settings
