@@ -254,6 +254,9 @@ class RuleSet:
         return [r.id for r in self.rules]
 
 
+_KINDS: Final = ("deny_contact", "rate", "risk")
+
+
 def _rule_lines(text: str) -> list[int]:
     """Line numbers (1-based) of each ``[[rule]]`` header, in order."""
     return [
@@ -278,7 +281,7 @@ def _locate(text: str, loc: Sequence[int | str]) -> tuple[int, str]:
         return 0, fld
     start = headers[idx]
     end = headers[idx + 1] if idx + 1 < len(headers) else len(text.splitlines()) + 1
-    rest = [p for p in loc[2:] if isinstance(p, str) and p not in {"deny_contact", "rate", "risk"}]
+    rest = [p for p in loc[2:] if isinstance(p, str)]
     lines = text.splitlines()
     if rest:
         for n in range(start, end):
@@ -300,6 +303,8 @@ def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
         problems = []
         for err in e.errors():
             loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+            if len(loc) > 2 and loc[0] == "rule" and loc[2] in _KINDS:
+                del loc[2]  # the discriminator's tag
             line, fld = _locate(text, loc)
             msg = err["msg"].removeprefix("Value error, ")
             problems.append((line, fld or "(file)", msg))
