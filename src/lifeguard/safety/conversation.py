@@ -1,0 +1,373 @@
+"""Incremental conversation risk scoring for grooming and sextortion tactics.
+
+``ConversationScorer().add(message)`` scores one message on arrival and returns the
+conversation's :class:`Assessment` so far: a score in [0, 1], a level, the tactics found, the
+ids of the messages that show them, and whether it looks like sextortion. Everything runs
+locally (pure Python + numpy, no network) so it can run on a device or a server.
+
+Per message, the text is folded (:mod:`lifeguard.safety.normalize`), matched against the tactic
+lexicon (:mod:`lifeguard.safety.lexicon`) and scored by the tactic model
+(:mod:`lifeguard.safety.model`). A tactic is found in a message when the model's probability,
+plus a boost when a lexicon pattern matched, reaches the tactic's threshold. The lexicon makes
+hits interpretable and catches phrasings the model is unsure of; the model can also find
+paraphrases the lexicon misses, and it keeps the lexicon from firing on look-alike ordinary
+talk (pick-ups, surprise parties, game trash talk) it was trained to ignore.
+
+Per conversation, found tactics combine as a noisy-or of per-tactic weights; a disclosed age gap
+raises the weight of ``age``; an age gap with secrecy and a photo request escalates; a threat to
+share images flags at once (``sextortion``), as does a claim to hold images with a payment
+demand or a deadline. ``flagged`` is ``score >= flag_threshold``.
+
+The state (:meth:`ConversationScorer.to_json`) holds message ids, tactic names and disclosed
+ages, never message text, so a device can persist it cheaply.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lifeguard.errors import LifeguardError
+from lifeguard.safety.lexicon import GROOMING_TACTICS, TACTICS, Lexicon, default_lexicon
+from lifeguard.safety.model import TacticModel, default_model
+from lifeguard.safety.normalize import fold
+
+__all__ = [
+    "Assessment",
+    "ConversationScorer",
+    "InvalidConversation",
+    "Message",
+    "ScoringConfig",
+    "score_conversation",
+]
+
+STATE_VERSION = 1
+MAX_TEXT_CHARS = 20_000
+MAX_EVIDENCE_PER_TACTIC = 20
+MINOR_BANDS = frozenset({"minor", "under_13", "0-12", "10-12", "13-15", "16-17", "13-17"})
+ADULT_BANDS = frozenset({"adult", "18+", "18-24", "25-34", "35+", "over_18"})
+LEVELS = ("none", "low", "medium", "high")
+
+_AGE_PATTERNS = (
+    re.compile(r"(?:^| )i (?:am|m) (\d{1,2})(?: |$)"),
+    re.compile(r"(?:^| )(\d{1,2}) years? old(?: |$)"),
+    re.compile(r"(?:^| )i (?:just )?turned (\d{1,2})(?: |$)"),
+    re.compile(r"^(\d{1,2})(?: and you| hbu| you| lol| haha)?$"),
+    re.compile(r"(?:^| )(?:bit older|older) (\d{2})(?: |$)"),
+)
+
+
+class InvalidConversation(LifeguardError):
+    """A message or a saved state is malformed (422 over HTTP)."""
+
+    code = "invalid_conversation"
+
+
+@dataclass(frozen=True)
+class Message:
+    id: str
+    sender: str
+    text: str
+    t: float | None = None
+
+    @classmethod
+    def from_obj(cls, obj: Message | Mapping[str, Any]) -> Message:
+        if isinstance(obj, Message):
+            msg = obj
+        elif isinstance(obj, Mapping):
+            try:
+                t = obj.get("t")
+                msg = cls(
+                    id=str(obj["id"]),
+                    sender=str(obj["sender"]),
+                    text=obj["text"],
+                    t=None if t is None else float(t),
+                )
+            except KeyError as e:
+                raise InvalidConversation(f"message: missing field {e.args[0]!r}") from e
+            except (TypeError, ValueError) as e:
+                raise InvalidConversation(f"message: bad field: {e}") from e
+        else:
+            raise InvalidConversation("message: expected an object with id, sender, text")
+        if not isinstance(msg.text, str):
+            raise InvalidConversation(f"message {msg.id}: text must be a string")
+        if len(msg.text) > MAX_TEXT_CHARS:
+            raise InvalidConversation(
+                f"message {msg.id}: text is over the limit of {MAX_TEXT_CHARS:,} characters"
+            )
+        if not msg.id or not msg.sender:
+            raise InvalidConversation("message: id and sender must be non-empty")
+        return msg
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Weights and thresholds of the conversation-level combination."""
+
+    weights: Mapping[str, float] = field(
+        default_factory=lambda: {
+            "age": 0.35,
+            "secrecy": 0.55,
+            "isolation": 0.55,
+            "photo_request": 0.55,
+            "sexualisation": 0.55,
+            "gifts": 0.35,
+            "meeting": 0.55,
+            "payment_demand": 0.3,
+            "deadline": 0.2,
+            "claims_images": 0.45,
+            "threat_share": 1.0,
+        }
+    )
+    age_gap_weight: float = 0.55
+    lexicon_boost: float = 0.35
+    default_threshold: float = 0.5
+    flag_threshold: float = 0.7
+    level_thresholds: tuple[float, float] = (0.2, 0.45)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    score: float
+    level: str
+    flagged: bool
+    sextortion: bool
+    tactics: list[str]
+    evidence_message_ids: list[str]
+    evidence: dict[str, list[str]]
+    age_gap: bool
+    messages_seen: int
+    flagged_at: str | None
+    message_id: str | None = None
+    message_tactics: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "score": round(self.score, 4),
+            "level": self.level,
+            "flagged": self.flagged,
+            "sextortion": self.sextortion,
+            "tactics": list(self.tactics),
+            "evidence_message_ids": list(self.evidence_message_ids),
+            "evidence": {k: list(v) for k, v in self.evidence.items()},
+            "age_gap": self.age_gap,
+            "messages_seen": self.messages_seen,
+            "flagged_at": self.flagged_at,
+            "message_id": self.message_id,
+            "message_tactics": list(self.message_tactics),
+        }
+
+
+def _band_kind(band: str | None) -> str | None:
+    if band is None:
+        return None
+    b = band.strip().lower()
+    if b in MINOR_BANDS:
+        return "minor"
+    if b in ADULT_BANDS:
+        return "adult"
+    return None
+
+
+def disclosed_ages(folded: str) -> list[int]:
+    """Ages a message states about its sender ("im 13", "24 years old", a bare "14")."""
+    out: list[int] = []
+    for rx in _AGE_PATTERNS:
+        for m in rx.finditer(folded):
+            age = int(m.group(1))
+            if 8 <= age <= 80:
+                out.append(age)
+    return out
+
+
+class ConversationScorer:
+    """Scores one conversation message by message. Not thread-safe (one per conversation)."""
+
+    def __init__(
+        self,
+        participants: Iterable[Mapping[str, Any]] = (),
+        *,
+        lexicon: Lexicon | None = None,
+        model: TacticModel | None = None,
+        config: ScoringConfig | None = None,
+    ) -> None:
+        self.lexicon = lexicon or default_lexicon()
+        self.model = model or default_model()
+        self.config = config or ScoringConfig()
+        self.bands: dict[str, str] = {}
+        for p in participants:
+            if not isinstance(p, Mapping) or "id" not in p:
+                raise InvalidConversation("participants: each needs an 'id'")
+            kind = _band_kind(p.get("age_band"))
+            if kind is not None:
+                self.bands[str(p["id"])] = kind
+        self.evidence: dict[str, list[str]] = {}
+        self.ages: dict[str, list[int]] = {}
+        self.messages_seen = 0
+        self.flagged_at: str | None = None
+        self.sextortion_at: str | None = None
+        self._last: Assessment | None = None
+
+    # ------------------------------------------------------------------ per message
+    def message_tactics(self, text: str) -> tuple[list[str], dict[str, float], str]:
+        """The tactics one message shows, the per-tactic strengths, and the folded text."""
+        folded = fold(text)
+        lex = {h.tactic for h in self.lexicon.hits(folded)}
+        proba = self.model.proba(folded)
+        found: list[str] = []
+        strength: dict[str, float] = {}
+        for t in TACTICS:
+            s = proba.get(t, 0.0) + (self.config.lexicon_boost if t in lex else 0.0)
+            strength[t] = min(1.0, s)
+            if s >= self.model.thresholds.get(t, self.config.default_threshold):
+                found.append(t)
+        return found, strength, folded
+
+    def add(self, message: Message | Mapping[str, Any]) -> Assessment:
+        """Score one more message; returns the conversation's assessment so far."""
+        msg = Message.from_obj(message)
+        found, _, folded = self.message_tactics(msg.text)
+        self.messages_seen += 1
+        for t in found:
+            ids = self.evidence.setdefault(t, [])
+            if len(ids) < MAX_EVIDENCE_PER_TACTIC:
+                ids.append(msg.id)
+        if "age" in found:
+            ages = disclosed_ages(folded)
+            if ages:
+                self.ages.setdefault(msg.sender, []).extend(ages[:3])
+                self.ages[msg.sender] = self.ages[msg.sender][-5:]
+        a = self._assess(msg.id, found)
+        if a.flagged and self.flagged_at is None:
+            self.flagged_at = msg.id
+        if a.sextortion and self.sextortion_at is None:
+            self.sextortion_at = msg.id
+        self._last = a = self._assess(msg.id, found)
+        return a
+
+    def add_many(self, messages: Iterable[Message | Mapping[str, Any]]) -> Assessment:
+        a = self.assessment()
+        for m in messages:
+            a = self.add(m)
+        return a
+
+    # ------------------------------------------------------------------ conversation level
+    def age_gap(self) -> bool:
+        kinds: dict[str, set[str]] = {}
+        for sender, ages in self.ages.items():
+            for age in ages:
+                kinds.setdefault(sender, set()).add("minor" if age < 18 else "adult")
+        for sender, kind in self.bands.items():
+            kinds.setdefault(sender, set()).add(kind)
+        minors = {s for s, k in kinds.items() if "minor" in k}
+        adults = {s for s, k in kinds.items() if "adult" in k}
+        return any(a != m for a in adults for m in minors)
+
+    def assessment(self) -> Assessment:
+        return self._last or self._assess(None, [])
+
+    def _assess(self, message_id: str | None, message_tactics: list[str]) -> Assessment:
+        cfg = self.config
+        found = [t for t in TACTICS if t in self.evidence]
+        gap = self.age_gap()
+        keep = 1.0
+        for t in found:
+            w = cfg.weights.get(t, 0.0)
+            if t == "age" and gap:
+                w = max(w, cfg.age_gap_weight)
+            keep *= 1.0 - w
+        score = 1.0 - keep
+        has = set(found)
+        sextortion = False
+        if "threat_share" in has:
+            sextortion = True
+            score = 1.0
+        elif "claims_images" in has and has & {"payment_demand", "deadline"}:
+            sextortion = True
+            score = max(score, 0.9)
+        if gap and {"secrecy", "photo_request"} <= has:
+            score = max(score, 0.9)
+        lo, mid = cfg.level_thresholds
+        flagged = score >= cfg.flag_threshold
+        level = (
+            "high" if flagged else "medium" if score >= mid else "low" if score >= lo else "none"
+        )
+        evidence_ids: list[str] = []
+        seen: set[str] = set()
+        for t in found:
+            for i in self.evidence[t]:
+                if i not in seen:
+                    seen.add(i)
+                    evidence_ids.append(i)
+        return Assessment(
+            score=round(score, 6),
+            level=level,
+            flagged=flagged,
+            sextortion=sextortion,
+            tactics=found,
+            evidence_message_ids=evidence_ids,
+            evidence={t: list(self.evidence[t]) for t in found},
+            age_gap=gap,
+            messages_seen=self.messages_seen,
+            flagged_at=self.flagged_at if self.flagged_at is not None else None,
+            message_id=message_id,
+            message_tactics=list(message_tactics),
+        )
+
+    # ------------------------------------------------------------------ state
+    def to_json(self) -> dict[str, Any]:
+        """The scorer's state (no message text) as a JSON-able object."""
+        return {
+            "version": STATE_VERSION,
+            "bands": dict(self.bands),
+            "evidence": {k: list(v) for k, v in self.evidence.items()},
+            "ages": {k: list(v) for k, v in self.ages.items()},
+            "messages_seen": self.messages_seen,
+            "flagged_at": self.flagged_at,
+            "sextortion_at": self.sextortion_at,
+            "model": self.model.info.get("digest"),
+        }
+
+    @classmethod
+    def from_json(
+        cls,
+        state: Mapping[str, Any],
+        *,
+        lexicon: Lexicon | None = None,
+        model: TacticModel | None = None,
+        config: ScoringConfig | None = None,
+    ) -> ConversationScorer:
+        """A scorer that continues from a state written by :meth:`to_json`."""
+        if not isinstance(state, Mapping) or state.get("version") != STATE_VERSION:
+            raise InvalidConversation(f"state: expected an object with version {STATE_VERSION}")
+        s = cls(lexicon=lexicon, model=model, config=config)
+        try:
+            s.bands = {str(k): str(v) for k, v in dict(state.get("bands", {})).items()}
+            if not set(s.bands.values()) <= {"minor", "adult"}:
+                raise ValueError("bands must be 'minor' or 'adult'")
+            evidence = dict(state.get("evidence", {}))
+            unknown = set(evidence) - set(TACTICS)
+            if unknown:
+                raise ValueError(f"unknown tactics {sorted(unknown)}")
+            s.evidence = {str(k): [str(i) for i in v] for k, v in evidence.items()}
+            s.ages = {str(k): [int(a) for a in v] for k, v in dict(state.get("ages", {})).items()}
+            s.messages_seen = int(state.get("messages_seen", 0))
+            fa, sa = state.get("flagged_at"), state.get("sextortion_at")
+            s.flagged_at = None if fa is None else str(fa)
+            s.sextortion_at = None if sa is None else str(sa)
+        except (TypeError, ValueError) as e:
+            raise InvalidConversation(f"state: {e}") from e
+        return s
+
+
+def score_conversation(
+    messages: Iterable[Message | Mapping[str, Any]],
+    participants: Iterable[Mapping[str, Any]] = (),
+) -> Assessment:
+    """Batch scoring: the assessment after all ``messages`` (same as adding them one by one)."""
+    return ConversationScorer(participants).add_many(messages)
+
+
+__all__ += ["GROOMING_TACTICS", "disclosed_ages"]

@@ -1,0 +1,1 @@
+"""Training corpus, the training script and synthetic-conversation assembly (train only)."""
