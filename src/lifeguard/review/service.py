@@ -712,8 +712,10 @@ class ReviewService:
             "sha256": e.query_sha256,
             "pdq": e.query_pdq,
         }
-        if not any(hashes.values()) and e.query_hash and e.signal_type in hashes:
-            hashes[e.signal_type] = e.query_hash
+        if not any(hashes.values()) and e.signal_type in hashes:
+            # Signals-only query: the matched query hash, else the listed one when equal.
+            exact = e.variant == "exact" or e.distance == 0
+            hashes[e.signal_type] = e.query_hash or (e.listed_value if exact else None)
         cats = [c.lower() for c in (e.categories or [])]
         category = next((c for c in cats if c in REASONS), "csam")
         return _NewItem(
@@ -751,7 +753,8 @@ class ReviewService:
     ) -> list[CaseSummary]:
         """Cases by priority, then age. ``status``: ``open`` (everything awaiting a reviewer:
         open, assigned, escalated, appealed), ``all``, or one status. Escalated cases are shown
-        to senior reviewers and admins only."""
+        to senior reviewers and admins only
+        (until decided)."""
         if status not in ("open", "all", *STATUSES):
             raise ReviewError(f"status {status!r}: expected open, all or one of {STATUSES}")
         if not 1 <= limit <= 1000 or offset < 0:
@@ -762,7 +765,7 @@ class ReviewService:
         elif status != "all":
             q = q.where(ReviewCase.status == status)
         if not actor.role.at_least(Role.SENIOR):
-            q = q.where(ReviewCase.escalated.is_(False))
+            q = q.where(~(ReviewCase.escalated.is_(True) & ReviewCase.status.in_(ACTIVE)))
         q = q.order_by(ReviewCase.priority, ReviewCase.created_at, ReviewCase.id)
         now = utcnow()
         with self.db.read_session() as s:
