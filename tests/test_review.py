@@ -344,7 +344,8 @@ def test_le_report_built_and_submitted(svc: ReviewService, db: Database, confirm
     built = svc.le_report(confirmed, SENIOR, "ncmec", classification="B2")
     assert built.status == "built"
     validate(ET.fromstring(built.document))  # the stand-in's structural check
-    with NcmecStandin() as nc, NcaStandin(token="tok") as na:
+    nc, na = NcmecStandin(), NcaStandin(token="tok")
+    with nc, na:
         svc.le = LE.model_copy(
             update={
                 "ncmec_base_url": nc.base_url, "ncmec_username": "esp-test",
