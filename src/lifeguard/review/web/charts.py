@@ -95,7 +95,7 @@ def tables_for(report: Mapping[str, Any]) -> list[tuple[str, str]]:
             continue
         if isinstance(v, list):
             continue
-        rows.append((_title(path), "" if v is None else (_fmt(v) if _num(v) else str(v))))
+        rows.append((_title(path), "—" if v is None else (_fmt(v) if _num(v) else str(v))))
     return rows
 
 
