@@ -12,8 +12,8 @@ byte formats and test vectors to check a port against).
 * Take it down: :class:`TakeItDownClient` hashes images locally and sends only the hashes.
 * Child-protection hooks: :class:`ChildProtectionHooks` lets the app plug on-device checks
   (nudity warning, conversation risk) into the send/receive flow.
-* Vouchers for private matching: :func:`make_voucher` when ``lifeguard.e2ee.private_matching``
-  provides one (see ``VOUCHERS_AVAILABLE``).
+* Vouchers for private matching: :func:`make_voucher` (with ``AccountState``/``BlindedTable``),
+  re-exported from ``lifeguard.e2ee.private_matching`` (:func:`vouchers_available`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ from lifeguard.settings import Settings
 
 __all__ = [
     "AGE_BANDS",
-    "VOUCHERS_AVAILABLE",
     "ChildProtectionHooks",
     "FrankedMessage",
     "HookResult",
@@ -58,6 +57,7 @@ __all__ = [
     "hash_image",
     "make_voucher",
     "receive",
+    "vouchers_available",
 ]
 
 # --------------------------------------------------------------------------- hashing
@@ -385,33 +385,43 @@ class TakeItDownError(Exception):
 
 
 # --------------------------------------------------------------------------- vouchers
+# Voucher creation belongs to private matching (lifeguard.e2ee.private_matching); the toolkit
+# re-exports it, resolved on first use so a build without that module still loads the toolkit.
+
+_VOUCHER_NAMES = ("AccountState", "BlindedTable")
 
 
-def _voucher_factory() -> Callable[..., Any] | None:
-    """E2's private-matching voucher creation, when that module provides one."""
-    for mod_name in (
-        "lifeguard.e2ee.private_matching.client",
-        "lifeguard.e2ee.private_matching",
-    ):
-        try:
-            mod = importlib.import_module(mod_name)
-        except ImportError:
-            continue
-        for name in ("make_voucher", "create_voucher"):
-            fn = getattr(mod, name, None)
-            if callable(fn):
-                return fn  # type: ignore[no-any-return]
-    return None
+def _private_matching() -> Any | None:
+    try:
+        return importlib.import_module("lifeguard.e2ee.private_matching")
+    except ImportError:
+        return None
 
 
-_VOUCHER = _voucher_factory()
-VOUCHERS_AVAILABLE = _VOUCHER is not None
+def vouchers_available() -> bool:
+    """Whether this build includes private matching (voucher creation)."""
+    pm = _private_matching()
+    return pm is not None and callable(getattr(pm, "make_voucher", None))
 
 
-def make_voucher(*args: Any, **kwargs: Any) -> Any:
-    """Create a private-matching voucher (delegates to ``lifeguard.e2ee.private_matching``)."""
-    if _VOUCHER is None:
+def make_voucher(*args: Any, **kwargs: Any) -> bytes:
+    """Create a private-matching voucher for one image: the same call as
+    ``lifeguard.e2ee.private_matching.make_voucher(image_or_pdq, table, account_state, ...)``
+    (docs/private-matching.md)."""
+    pm = _private_matching()
+    fn = getattr(pm, "make_voucher", None) if pm is not None else None
+    if fn is None:
         raise FrankingError(
-            "private matching is not installed in this build", code="vouchers_unavailable"
+            "private matching is not part of this build", code="vouchers_unavailable"
         )
-    return _VOUCHER(*args, **kwargs)
+    out: bytes = fn(*args, **kwargs)
+    return out
+
+
+def __getattr__(name: str) -> Any:
+    """``AccountState`` and ``BlindedTable`` from private matching, for voucher creation."""
+    if name in _VOUCHER_NAMES:
+        pm = _private_matching()
+        if pm is not None and hasattr(pm, name):
+            return getattr(pm, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -36,15 +36,15 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from lifeguard.errors import Conflict, LifeguardError
-from lifeguard.store.db import Database
+
+if TYPE_CHECKING:  # the device side (lifeguard.e2ee.client) never loads the database layer
+    from lifeguard.store.db import Database
 
 KEYS_ENV = "LIFEGUARD_FRANKING_KEYS"
 KEYS_FILE_ENV = "LIFEGUARD_FRANKING_KEYS_FILE"
@@ -500,6 +500,9 @@ class FrankingService:
         """Check the report, then record it (once per stamped message: a second report of the same
         tag raises :class:`AlreadyReported`). The stored row holds ids, hashes and times only; the
         revealed content is returned to the caller, which files it as a case."""
+        from sqlalchemy import select
+        from sqlalchemy.exc import IntegrityError
+
         from lifeguard.e2ee.models import FrankingReportRow
 
         atts = self.check(report, now=now)

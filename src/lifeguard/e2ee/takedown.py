@@ -21,19 +21,18 @@ import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy import select
 
 from lifeguard.api.ratelimit import RateLimiter
-from lifeguard.banks import Banks
 from lifeguard.errors import Conflict, LifeguardError, NotFound
-from lifeguard.matching import MatchResult
-from lifeguard.reports import audit
-from lifeguard.store.db import Database
-from lifeguard.store.models import utcnow
+
+if TYPE_CHECKING:  # the device side (lifeguard.e2ee.client) never loads the database layer
+    from lifeguard.banks import Banks
+    from lifeguard.matching import MatchResult
+    from lifeguard.store.db import Database
 
 AGE_BANDS: tuple[str, ...] = ("under_13", "13_15", "16_17", "adult_now")
 RECEIPT_PREFIX = "TD-"
@@ -166,7 +165,11 @@ def _view(r: Any) -> SubmissionView:
     )
 
 
-Matcher = Callable[[list[tuple[str, str]]], MatchResult]
+Matcher = Callable[[list[tuple[str, str]]], "MatchResult"]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 class Takedown:
@@ -272,6 +275,7 @@ class Takedown:
         entry_ids = self._list(imgs, age_band, by) if status == "active" else []
         code = new_receipt_code()
         from lifeguard.e2ee.models import TakedownSubmission
+        from lifeguard.reports import audit
 
         with self.db.session() as sess:
             row = TakedownSubmission(
@@ -284,7 +288,7 @@ class Takedown:
                 review_reason=reason,
                 unrelated_matches=unrelated,
                 client_key_id=client_key_id[:32],
-                created_at=utcnow(),
+                created_at=_utcnow(),
             )
             sess.add(row)
             sess.flush()
@@ -300,6 +304,8 @@ class Takedown:
         return Receipt(code, view)
 
     def _by_receipt(self, code: str) -> Any:
+        from sqlalchemy import select
+
         from lifeguard.e2ee.models import TakedownSubmission
 
         digest = receipt_digest(code)
@@ -315,6 +321,8 @@ class Takedown:
         return _view(self._by_receipt(code))
 
     def _shared_entries(self, sess: Any, exclude_id: int) -> set[int]:
+        from sqlalchemy import select
+
         from lifeguard.e2ee.models import TakedownSubmission
 
         live = sess.execute(
@@ -328,6 +336,7 @@ class Takedown:
         """Withdraw by receipt: the submission's entries are disabled (unless another live
         submission lists the same hash). Idempotent."""
         from lifeguard.e2ee.models import TakedownSubmission
+        from lifeguard.reports import audit
 
         row = self._by_receipt(code)
         if row.status == "withdrawn":
@@ -338,7 +347,7 @@ class Takedown:
             keep = self._shared_entries(sess, r.id)
             to_disable = [e for e in (r.entry_ids or []) if e not in keep]
             r.status = "withdrawn"
-            r.status_changed_at = utcnow()
+            r.status_changed_at = _utcnow()
             audit.record(
                 sess,
                 actor="takedown",
@@ -357,6 +366,8 @@ class Takedown:
     # -- review -------------------------------------------------------------------------------
 
     def list_submissions(self, *, status: str = "review", limit: int = 100) -> list[SubmissionView]:
+        from sqlalchemy import select
+
         from lifeguard.e2ee.models import TakedownSubmission
 
         with self.db.read_session() as s:
@@ -371,6 +382,7 @@ class Takedown:
     def decide(self, submission_id: int, *, approve: bool, by: str = "") -> SubmissionView:
         """List (approve) or reject a submission held for review."""
         from lifeguard.e2ee.models import TakedownSubmission
+        from lifeguard.reports import audit
 
         with self.db.read_session() as s:
             row = s.get(TakedownSubmission, submission_id)
@@ -386,7 +398,7 @@ class Takedown:
             assert r is not None
             r.status = "active" if approve else "rejected"
             r.entry_ids = ids
-            r.status_changed_at = utcnow()
+            r.status_changed_at = _utcnow()
             audit.record(
                 sess,
                 actor=by or "reviewer",
