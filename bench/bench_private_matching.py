@@ -7,7 +7,7 @@ photos are the list (their plain PDQ hashes); each gets every edit in ``lifeguar
 re-encodes at quality 50 and 70, hashed like uploads; the copy's PDQ distance to its original gives its
 bucket. The next ``--distinct`` photos are other photos (never listed).
 
-For every configuration (views x chunks) a table is built over the listed hashes and every copy and
+For every configuration (views x chunks, chunk_threshold m) a table is built over the listed hashes and every copy and
 every distinct photo goes through the real protocol (make_voucher -> MatchingServer.receive) with
 threshold 1, so each opened voucher is read at once: "outer opened" = a chunk matched and the outer
 layer opened; "counted" = inner layer read AND full PDQ distance <= 31 (a match). Distinct photos must
@@ -43,7 +43,7 @@ from lifeguard.edits import EDITS, apply_edit
 from lifeguard.signals.hasher import hash_bytes, hash_file
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
-CONFIGS = [(1, 8), (2, 8)]  # (views, chunks)
+CONFIGS = [(1, 8, 1), (2, 8, 1), (2, 8, 2)]  # (views, chunks, chunk_threshold)
 
 
 def photo_paths() -> list[Path]:
@@ -114,8 +114,10 @@ def main() -> None:
         "pdq_hash_ms_median": statistics.median(hash_ms),
         "configs": {},
     }
-    for views, chunks in CONFIGS:
-        params = Params(views=views, chunks=chunks, threshold=1, synthetic_rate=0.0)
+    for views, chunks, m in CONFIGS:
+        params = Params(
+            views=views, chunks=chunks, chunk_threshold=m, threshold=1, synthetic_rate=0.0
+        )
         key = ServerKey.generate()
         t = time.perf_counter()
         table = build_table(listed, params, key)
@@ -125,6 +127,7 @@ def main() -> None:
         server_ms: list[float] = []
         size = 0
         by_dist: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])  # total, outer, counted
+        opened_hist: dict[int, int] = defaultdict(int)  # chunks opened, for counted copies
         srv = MatchingServer(key, table, listed)
         for n, (_, _, pdq, dist) in enumerate(copies):
             t = time.perf_counter()
@@ -140,6 +143,8 @@ def main() -> None:
             row[0] += 1
             row[1] += int(view.outer_open)
             row[2] += len(rep.matches)
+            if rep.matches:
+                opened_hist[len(view.opened_chunks)] += 1
         d_outer = d_readable = d_counted = 0
         for n, pdq in enumerate(distinct):
             v = make_voucher(pdq, table, acct)
@@ -153,7 +158,7 @@ def main() -> None:
         within10 = [r for d, r in by_dist.items() if d <= 10]
         tot10 = sum(r[0] for r in within10)
         cnt10 = sum(r[2] for r in within10)
-        name = f"{views}x{chunks}"
+        name = f"{views}x{chunks}/m{m}"
         results["configs"][name] = {
             "voucher_bytes": size,
             "table_slots": len(table.slots),
@@ -170,6 +175,7 @@ def main() -> None:
                 for d, r in sorted(by_dist.items())
                 if d <= 40
             },
+            "opened_chunks_of_counted_copies": dict(sorted(opened_hist.items())),
             "distinct_outer_opened": d_outer,
             "distinct_readable": d_readable,
             "distinct_counted": d_counted,
@@ -182,6 +188,7 @@ def main() -> None:
             f"(p95 {c['server_ms_p95']:.2f}), recall d<=10 {c['recall_le10']:.3f} of {tot10}, "
             f"distinct outer-opened {d_outer} readable {d_readable} counted {d_counted}"
         )
+        print("   chunks opened by counted copies:", dict(sorted(opened_hist.items())))
         for lo in range(0, 32, 4):
             rows = [r for d, r in by_dist.items() if lo <= d < lo + 4]
             tot = sum(r[0] for r in rows)
@@ -213,7 +220,7 @@ def main() -> None:
     print("threshold:", results["threshold_10_with_3_synthetic"])
 
     if a.table_100k:
-        for views, chunks in CONFIGS[:1]:
+        for views, chunks, _ in CONFIGS[:1]:
             params = Params(views=views, chunks=chunks)
             t = time.perf_counter()
             big = build_table(

@@ -76,6 +76,7 @@ def test_threshold_gates_inner_layers(setup: Setup) -> None:
     assert rep.threshold_reached and rep.opened == 3
     got = {(m.listed_index, m.distance) for m in rep.matches}
     assert got == {(0, 0), (1, 5), (2, 0)}
+    assert rep.actionable
     assert {m.associated_data for m in rep.matches} == {b"", b"media-ref-7"}
     # Past the threshold every new match is read at once.
     srv.receive("alice", make_voucher(listed[5], table, acct))
@@ -109,6 +110,9 @@ def test_distinct_photo_sharing_a_chunk_is_readable_but_not_counted(setup: Setup
     assert rep.threshold_reached
     assert rep.readable_not_counted == 1
     assert sorted(m.listed_index for m in rep.matches) == [3, 4]
+    assert not rep.actionable  # two counted matches < threshold 3
+    srv.receive("carol", make_voucher(listed[6], table, acct))
+    assert srv.report("carol").actionable
 
 
 def test_synthetic_vouchers_hidden_then_identified(setup: Setup) -> None:

@@ -69,10 +69,16 @@ class AccountReport:
     received: int
     opened: int
     threshold: int
-    threshold_reached: bool
+    threshold_reached: bool  # the account polynomial was rebuilt: opened inner layers are readable
     matches: list[Match]
     readable_not_counted: int
     synthetic_identified: int
+
+    @property
+    def actionable(self) -> bool:
+        """At least ``threshold`` vouchers passed the full distance check (not just opened shares:
+        a chunk coincidence of a distinct photo adds a real share but is never counted)."""
+        return len(self.matches) >= self.threshold
 
 
 class MatchingServer:
