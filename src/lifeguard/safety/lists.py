@@ -47,7 +47,7 @@ MAX_VALUE = 2000
 MAX_CATEGORY = 64
 BATCH = 5000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-_CATEGORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$")
+_CATEGORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9 _.:/-]{0,62}[A-Za-z0-9_.:/-])?$")
 
 
 class InvalidList(LifeguardError):
@@ -124,7 +124,7 @@ def check_name(name: str) -> str:
 def check_category(category: str) -> str:
     if category and not _CATEGORY.match(category):
         raise InvalidList(
-            f"category {category!r}: up to {MAX_CATEGORY} letters, digits and _ . : / -"
+            f"category {category!r}: up to {MAX_CATEGORY} letters, digits, spaces and _ . : / -"
         )
     return category
 
