@@ -30,6 +30,7 @@ PATH_VALUES = {
     "content_id": "1",
     "key_id": "0000000000000000",
     "submission_id": "1",
+    "case_id": "1",
 }
 #: Routes that must stay reachable without a key (health checks and the API description).
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/status"), ("GET", "/status/live")}

@@ -26,6 +26,7 @@ from lifeguard.api.metrics import Metrics, MetricsMiddleware
 from lifeguard.api.ratelimit import RateLimiter
 from lifeguard.api.routes_e2ee import e2ee
 from lifeguard.api.routes_hma import hma
+from lifeguard.api.routes_review import review_router
 from lifeguard.api.routes_safety_nudity import safety as safety_nudity
 from lifeguard.api.routes_v1 import root, v1
 from lifeguard.api.state import AppState, default_hash_threads
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
     )
     app.include_router(root)
     app.include_router(v1)
+    app.include_router(review_router)
     app.include_router(hma)
     app.include_router(e2ee)
     app.include_router(safety_nudity)

@@ -34,7 +34,17 @@ log = logging.getLogger(__name__)
 
 #: ``frank``: stamp franking commitments and submit verified E2EE reports (the platform's relay);
 #: ``takedown``: submit/check/withdraw take-it-down hashes (a client app; grants nothing else).
-SCOPES: Final = ("hash", "match", "bank:read", "bank:write", "admin", "frank", "takedown")
+SCOPES: Final = (
+    "hash",
+    "match",
+    "bank:read",
+    "bank:write",
+    "admin",
+    "frank",
+    "takedown",
+    "report",
+    "review",
+)
 TOKEN_PREFIX: Final = "lg_"
 _TOKEN_RE = re.compile(r"^lg_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 #: ``last_used_at`` is written at most this often per key (not on every request).
