@@ -65,6 +65,15 @@ class Settings(BaseSettings):
     index_sync_interval_s: float = Field(
         default=0.25, gt=0, description="How often a matcher polls for bank changes."
     )
+    # Safety: contact rules on metadata (docs/contact-rules.md).
+    safety_rules_file: Path | None = Field(
+        default=None, description="Contact rules (TOML). Unset: the shipped ICU F1-style defaults."
+    )
+    safety_snapshot_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Contact-rules state is saved to <data_dir>/safety/engine.json at most this often.",
+    )
 
     # Review (docs/review.md): time-to-first-review targets per priority, internal banks.
     review_target_p1_hours: float = Field(
