@@ -24,6 +24,14 @@ pytestmark = pytest.mark.skipif(not PHOTOS.is_dir(), reason="shared photos missi
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Live, Seeded]]:
     monkeypatch.setenv(KEY_ENV, EVIDENCE_KEY)
+    for k, v in {
+        "COMPANY": "Example Chat Ltd",
+        "SERVICE": "Example Chat",
+        "CONTACT_FIRST_NAME": "Test",
+        "CONTACT_LAST_NAME": "Contact",
+        "CONTACT_EMAIL": "safety@example.org",
+    }.items():
+        monkeypatch.setenv(f"LIFEGUARD_LE_{k}", v)
     settings = Settings(data_dir=tmp_path / "data", review_break_after_reveals=2)
     seeded = seed(settings, PHOTOS)
     with live_server(settings, wait_ready=False) as lv:
@@ -180,6 +188,24 @@ def test_decide_conflict_appeal_and_le_button(env: tuple[Live, Seeded]) -> None:
     sam, _ = login(lv, "sam")
     assert "Report to NCMEC" in sam.get(f"/review/cases/{s.match_case}").text
     assert "Report to NCMEC" not in sam.get(f"/review/cases/{s.report_case}").text
+    r = b.post(f"/review/cases/{s.match_case}/le-report", data={"kind": "ncmec"}, headers=hx(bcsrf))
+    assert r.status_code == 403 and "senior" in r.text
+    sam_csrf = re.search(r'"X-CSRF-Token": "([^"]+)"', sam.get("/review/").text)
+    assert sam_csrf is not None
+    r = sam.post(
+        f"/review/cases/{s.match_case}/le-report",
+        data={"kind": "ncmec"},
+        headers=hx(sam_csrf.group(1)),
+    )
+    # The stand-in bank carries no industry classification: the service says so, precisely.
+    assert r.status_code == 422 and "classification" in r.text
+    r = sam.post(
+        f"/review/cases/{s.match_case}/le-report",
+        data={"kind": "ncmec", "classification": "A1"},
+        headers=hx(sam_csrf.group(1)),
+    )
+    assert r.status_code == 200 and "NCMEC report" in r.text, r.text
+    assert 'id="le-reports"' in r.text
 
     # Appeal: bob decided; bob is refused, alice decides it.
     from lifeguard.review.service import ReviewService
@@ -214,3 +240,24 @@ def test_transparency_page_and_downloads(env: tuple[Live, Seeded]) -> None:
     assert j.status_code == 200 and j.json()
     csv_ = c.get("/review/transparency.csv")
     assert csv_.status_code == 200 and csv_.text.startswith("metric,key,value")
+
+
+def test_video_is_never_autoplayed_and_previews_are_placeholders() -> None:
+    from types import SimpleNamespace
+
+    from lifeguard.review.web.media import blurred_preview
+    from lifeguard.review.web.routes import templates
+
+    item = SimpleNamespace(id=7, mime="video/mp4", has_media=True)
+    html = templates.get_template("_revealed.html").render(
+        item=item, case_id=1, exposure=1, break_after=5, needs_break=False, break_now=False
+    )
+    assert "<video" in html and "controls" in html and "autoplay" not in html
+    blurred = templates.get_template("_media_blurred.html").render(
+        it=item, case=SimpleNamespace(id=1), csrf="t"
+    )
+    assert "<video" not in blurred and "/original" not in blurred
+    # Video and undecodable images get a neutral placeholder, never the bytes.
+    for data, mime in ((b"\x00" * 64, "video/mp4"), (b"not an image", "image/jpeg")):
+        out = blurred_preview(data, mime)
+        assert out.startswith(b"\xff\xd8") and data not in out

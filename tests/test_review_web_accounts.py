@@ -148,3 +148,26 @@ def test_reviewer_cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> No
             Accounts(db).login("frank", PW)
     finally:
         db.dispose()
+
+
+def test_failed_logins_are_throttled_per_name(db: Database) -> None:
+    acc = Accounts(db, max_failures=3, failure_window=dt.timedelta(minutes=15))
+    acc.add("hana", PW)
+    acc.add("ivan", PW)
+    t0 = dt.datetime.now(dt.UTC)
+    acc.login("hana", PW, now=t0)
+    for i in range(3):
+        with pytest.raises(LoginFailed, match=r"wrong password|unknown"):
+            acc.login("hana", f"wrong password {i}", now=t0 + dt.timedelta(seconds=i + 1))
+    # The right password is refused too while throttled; other names are not affected.
+    with pytest.raises(LoginFailed, match="too many failed logins"):
+        acc.login("hana", PW, now=t0 + dt.timedelta(seconds=5))
+    assert acc.login("ivan", PW, now=t0 + dt.timedelta(seconds=5)).token
+    # After the window the failures no longer count.
+    assert acc.login("hana", PW, now=t0 + dt.timedelta(minutes=16)).token
+    reasons = [
+        r["details"]["reason"]  # type: ignore[index]
+        for r in _actions(db)
+        if r["action"] == "reviewer.login_failed"
+    ]
+    assert reasons == ["wrong_password"] * 3 + ["throttled"]

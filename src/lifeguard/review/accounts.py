@@ -28,6 +28,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from lifeguard.errors import Conflict, LifeguardError, NotFound
 from lifeguard.reports import audit
+from lifeguard.reports.models import AuditRecord
 from lifeguard.review.roles import Actor, Role
 from lifeguard.store.db import Database
 from lifeguard.store.models import Base, utcnow
@@ -191,9 +192,20 @@ def today(now: dt.datetime | None = None) -> str:
 class Accounts:
     """Reviewer accounts, sessions and exposure counters on one database."""
 
-    def __init__(self, db: Database, *, session_ttl: dt.timedelta = dt.timedelta(hours=12)) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        session_ttl: dt.timedelta = dt.timedelta(hours=12),
+        max_failures: int = 10,
+        failure_window: dt.timedelta = dt.timedelta(minutes=15),
+    ) -> None:
         self.db = db
         self.session_ttl = session_ttl
+        #: After this many failed logins for one name within ``failure_window`` (counted in the
+        #: audit log, so across replicas), further attempts are refused without checking.
+        self.max_failures = max_failures
+        self.failure_window = failure_window
 
     # ---- accounts
 
@@ -281,6 +293,20 @@ class Accounts:
         """Check the password and open a session. Both outcomes are audited
         (``reviewer.login`` / ``reviewer.login_failed``). Raises :class:`LoginFailed`."""
         t = now or utcnow()
+        if self._recent_failures(name[:64], t) >= self.max_failures:
+            audit.append(
+                self.db,
+                actor=f"reviewer:{name[:64]}" if name else "reviewer:?",
+                action="reviewer.login_failed",
+                subject_type="reviewer",
+                subject_id=name[:64],
+                details={"reason": "throttled", "client": client[:64]},
+                now=t,
+            )
+            raise LoginFailed(
+                f"too many failed logins for this name; try again in "
+                f"{int(self.failure_window.total_seconds() // 60)} minutes"
+            )
         with self.db.read_session() as s:
             acc = s.get(ReviewerAccount, name) if len(name) <= 64 else None
             stored = acc.password_hash if acc is not None else _DUMMY_HASH
@@ -298,6 +324,7 @@ class Accounts:
                 subject_type="reviewer",
                 subject_id=name[:64],
                 details={"reason": reason, "client": client[:64]},
+                now=t,
             )
             raise LoginFailed("unknown reviewer, wrong password, or a disabled account")
         token = secrets.token_urlsafe(32)
@@ -333,6 +360,28 @@ class Accounts:
                 now=t,
             )
         return NewSession(token, SessionInfo(actor, csrf, expires))
+
+    def _recent_failures(self, name: str, now: dt.datetime) -> int:
+        """Failed logins for ``name`` since the last success, within the failure window."""
+        since = now - self.failure_window
+        with self.db.read_session() as s:
+            rows = s.execute(
+                select(AuditRecord.action)
+                .where(
+                    AuditRecord.subject_type == "reviewer",
+                    AuditRecord.subject_id == name,
+                    AuditRecord.action.in_(("reviewer.login", "reviewer.login_failed")),
+                    AuditRecord.time >= since,
+                )
+                .order_by(AuditRecord.seq.desc())
+                .limit(self.max_failures)
+            ).scalars()
+            n = 0
+            for action in rows:
+                if action == "reviewer.login":
+                    break
+                n += 1
+            return n
 
     def session(self, token: str | None, *, now: dt.datetime | None = None) -> SessionInfo | None:
         """The session a cookie token belongs to, or None (unknown, expired, account disabled)."""

@@ -291,7 +291,7 @@ def login(
     client = request.client.host if request.client else ""
     try:
         new = ws.accounts.login(name.strip(), password, client=client)
-    except LoginFailed:
+    except LoginFailed as e:
         resp = _render(
             request,
             "login.html",
@@ -299,7 +299,9 @@ def login(
                 "login_csrf": token,
                 "next": _safe_next(next),
                 "name": name,
-                "error": "Wrong name or password (or the account is disabled).",
+                "error": e.message[0].upper() + e.message[1:] + "."
+                if e.message.startswith("too many")
+                else "Wrong name or password (or the account is disabled).",
             },
             401,
         )
@@ -448,15 +450,23 @@ def appeal_decision(
 
 @router.post("/cases/{case_id}/le-report", response_model=None)
 def le_report(
-    ctx: PostDep, case_id: int, kind: Annotated[str, Form(pattern="^(ncmec|nca)$")]
+    ctx: PostDep,
+    case_id: int,
+    kind: Annotated[str, Form(pattern="^(ncmec|nca)$")],
+    classification: Annotated[str, Form(pattern="^(|A1|A2|B1|B2)$")] = "",
 ) -> Response:
     try:
-        rep = ctx.ws.service.le_report(case_id, ctx.actor, kind)
+        rep = ctx.ws.service.le_report(
+            case_id, ctx.actor, kind, classification=classification or None
+        )
         case = ctx.ws.service.get_case(case_id)
     except LifeguardError as e:
         return _error(ctx, e, case_id=case_id)
-    rid = getattr(rep, "id", None) or getattr(rep, "report_id", None) or ""
-    msg = f"{kind.upper()} report created {rid}".strip() + "."
+    msg = f"{kind.upper()} report {rep.id}: {rep.status}" + (
+        f" (reference {rep.reference})" if rep.reference else ""
+    )
+    if rep.error:
+        msg += f"; {rep.error}"
     if not _is_htmx(ctx.request):
         return RedirectResponse(f"/review/cases/{case_id}", status_code=303)
     return _case_response(ctx, case, flash=msg)
