@@ -4,6 +4,7 @@ conflict, appeals, LE report button, transparency downloads."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,6 +142,27 @@ def test_queue_preview_reveal_and_exposure(env: tuple[Live, Seeded]) -> None:
     # Another reviewer has not revealed it: the original stays closed to them.
     b, _ = login(lv, "bob")
     assert b.get(f"/review/items/{s.report_item}/original").status_code == 403
+    # A reveal older than the grant window does not open the original either.
+    audit.append(
+        lv.state.db,
+        actor="reviewer:bob",
+        action="review.media_reveal",
+        subject_type="review_case_item",
+        subject_id=s.report_item,
+        details={"case_id": s.report_case},
+        now=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20),
+    )
+    assert b.get(f"/review/items/{s.report_item}/original").status_code == 403
+    audit.append(
+        lv.state.db,
+        actor="reviewer:bob",
+        action="review.media_reveal",
+        subject_type="review_case_item",
+        subject_id=s.report_item,
+        details={"case_id": s.report_case},
+        now=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5),
+    )
+    assert b.get(f"/review/items/{s.report_item}/original").status_code == 200
     # A reveal of an item through the wrong case is refused.
     r = c.post(
         f"/review/items/{s.report_item}/reveal",
