@@ -119,7 +119,8 @@ def test_synthetic_vouchers_hidden_then_identified(setup: Setup) -> None:
     listed, _, table = setup
     srv, acct = fresh(setup)
     for _ in range(2):
-        assert srv.receive("dan", make_voucher(rand_pdq(), table, acct, synthetic=True)).outer_open
+        view = srv.receive("dan", make_voucher(rand_pdq(), table, acct, synthetic=True))
+        assert view.outer_open and 1 <= len(view.opened_chunks) <= 8
     srv.receive("dan", make_voucher(listed[0], table, acct))
     rep = srv.report("dan")
     assert rep.opened == 3 and not rep.threshold_reached  # 3 opened, only 1 real
@@ -210,6 +211,9 @@ def test_params_validation() -> None:
         Params(synthetic_open=(12,))
     p = Params(views=2, chunks=8, chunk_threshold=2, synthetic_open=(12, 16))
     assert Params.unpack(p.pack())[0] == p
+    assert Params(views=2).synthetic_open_counts == (16,)
+    mixed = Params(chunk_threshold=3).synthetic_open_counts
+    assert min(mixed) == 3 and max(mixed) == 8 and len(set(mixed)) > 3
     pdq = rand_pdq()
     values = chunk_values(pdq, p)
     assert len(values) == 16 and b"".join(values[:8]) == pdq

@@ -87,7 +87,7 @@ def test_below_threshold_no_payload_is_readable(
 def test_matching_and_synthetic_vouchers_look_alike_before_threshold(
     listed: list[bytes], pick: int
 ) -> None:
-    params = Params(threshold=3, synthetic_rate=0.0)
+    params = Params(threshold=3, synthetic_rate=0.0, synthetic_open=(8,))
     key = ServerKey.generate()
     table = build_table(listed, params, key)
     srv = MatchingServer(key, table, listed)
