@@ -434,3 +434,47 @@ def test_signal_items(svc: ReviewService) -> None:
     c = svc.submit_signal(category="grooming", content_ref="chat-9", account="g-9",
                           details={"score": 97})  # fmt: skip
     assert c.items[0].source == "signal" and c.priority == 3
+
+
+def test_cli(
+    svc: ReviewService, db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from lifeguard.cli import app
+    from lifeguard.review import cli_commands
+
+    monkeypatch.setattr(cli_commands, "get_settings", lambda: settings)
+    banks = Banks(db)
+    banks.create_bank("CLI_BANK")
+    match_event(db, banks, "CLI_BANK", "cli-1", "9" * 64)
+    runner = CliRunner()
+    r = runner.invoke(app, ["case", "ingest"])
+    assert r.exit_code == 0 and "1 new case item" in r.output, r.output
+    r = runner.invoke(app, ["case", "list", "--json"])
+    (row,) = [json.loads(x) for x in r.stdout.splitlines()]
+    assert row["priority"] == 2 and row["item_count"] == 1
+    r = runner.invoke(app, ["case", "show", str(row["id"])])
+    assert r.exit_code == 0 and json.loads(r.stdout)["items"][0]["match"]["bank"] == "CLI_BANK"
+    args = ["case", "decide", str(row["id"]), "confirm", "--version", str(row["version"])]
+    r = runner.invoke(app, [*args, "--as", "carol"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, [*args, "--as", "dave"])
+    assert r.exit_code == 2 and "conflict" in r.output
+    le = ["case", "le-report", str(row["id"]), "nca", "--classification", "B1"]
+    r = runner.invoke(app, [*le, "--as", "erin", "--role", "reviewer"])
+    assert r.exit_code == 2 and "forbidden" in r.output
+    monkeypatch.setenv("LIFEGUARD_LE_COMPANY", "Example Chat Ltd")
+    monkeypatch.setenv("LIFEGUARD_LE_SERVICE", "Example Chat")
+    monkeypatch.setenv("LIFEGUARD_LE_CONTACT_FIRST_NAME", "Trust")
+    monkeypatch.setenv("LIFEGUARD_LE_CONTACT_LAST_NAME", "Safety")
+    monkeypatch.setenv("LIFEGUARD_LE_CONTACT_EMAIL", "safety@example.org")
+    r = runner.invoke(app, [*le, "--as", "carol"])  # the confirming reviewer: four eyes
+    assert r.exit_code == 2 and "le_report_not_confirmed" in r.output
+    r = runner.invoke(app, [*le, "--as", "sam"])
+    assert r.exit_code == 0 and "nca report for case" in r.output and "built" in r.output
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    r = runner.invoke(app, ["transparency", "--from", today, "--to", today, "--format", "csv"])
+    assert r.exit_code == 0 and "decisions,confirm,1" in r.stdout.splitlines()
+    r = runner.invoke(app, ["transparency", "--from", today, "--to", today])
+    assert json.loads(r.stdout)["detections"]["by_source"]["match"] == 1

@@ -679,6 +679,9 @@ def _register_rooms() -> None:
     from lifeguard.review.web.cli import reviewer_app
 
     app.add_typer(reviewer_app, name="reviewer")
+    from lifeguard.review.cli_commands import register as register_review
+
+    register_review(app)
 
 
 _register_rooms()
