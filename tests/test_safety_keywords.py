@@ -62,7 +62,13 @@ def test_phrases(matcher: KeywordMatcher) -> None:
 
 def test_parse_keyword_errors() -> None:
     assert parse_keyword("  Keep  IT ").key == "kep it"
-    for bad, msg in (("", "empty"), ("a*b", "only at the end"), ("word *", "follow a word"), ("!!!", "no letters"), ("x" * 201, "at most")):
+    for bad, msg in (
+        ("", "empty"),
+        ("a*b", "only at the end"),
+        ("word *", "follow a word"),
+        ("!!!", "no letters"),
+        ("x" * 201, "at most"),
+    ):
         with pytest.raises(InvalidKeyword, match=msg):
             parse_keyword(bad)
 

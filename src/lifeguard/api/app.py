@@ -28,6 +28,7 @@ from lifeguard.api.routes_e2ee import e2ee
 from lifeguard.api.routes_hma import hma
 from lifeguard.api.routes_review import review_router
 from lifeguard.api.routes_safety_nudity import safety as safety_nudity
+from lifeguard.api.routes_safety_rules import safety_rules
 from lifeguard.api.routes_v1 import root, v1
 from lifeguard.api.state import AppState, default_hash_threads
 from lifeguard.banks import Banks
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
     app.include_router(hma)
     app.include_router(e2ee)
     app.include_router(safety_nudity)
+    app.include_router(safety_rules)
     problems.install(app)
     from lifeguard.review.web.routes import mount as mount_review_ui
 
