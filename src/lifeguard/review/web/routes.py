@@ -20,6 +20,7 @@ import enum
 import hmac
 import io
 import json
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -144,6 +145,7 @@ class Ctx:
             "now": utcnow(),
             "fmt_age": fmt_age,
             "aware": aware,
+            "show": show,
         }
         base.update(ctx)
         return _render(self.request, name, base, status)
@@ -229,6 +231,21 @@ def fmt_age(t: dt.datetime | None, now: dt.datetime | None = None) -> str:
     else:
         s = f"{secs // 86400} d {secs % 86400 // 3600} h"
     return f"in {s}" if neg else s
+
+
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
+
+
+def show(v: Any) -> str:
+    """A value of a history/decision/appeal row as short text (JSON for structures, ISO times
+    to the second)."""
+    if isinstance(v, dict | list):
+        return json.dumps(v, ensure_ascii=False, separators=(", ", ": "), default=str)
+    if isinstance(v, str) and _ISO.match(v):
+        return v[:19].replace("T", " ")
+    if isinstance(v, dt.datetime):
+        return aware(v).strftime("%Y-%m-%d %H:%M:%S")
+    return str(v)
 
 
 def aware(t: dt.datetime) -> dt.datetime:
