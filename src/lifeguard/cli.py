@@ -682,6 +682,9 @@ def _register_rooms() -> None:
     from lifeguard.review.cli_commands import register as register_review
 
     register_review(app)
+    from lifeguard.safety.cli_commands import register as register_safety
+
+    register_safety(app)
 
 
 _register_rooms()
