@@ -283,3 +283,29 @@ def test_video_is_never_autoplayed_and_previews_are_placeholders() -> None:
     for data, mime in ((b"\x00" * 64, "video/mp4"), (b"not an image", "image/jpeg")):
         out = blurred_preview(data, mime)
         assert out.startswith(b"\xff\xd8") and data not in out
+
+
+def test_every_review_route_needs_a_session(env: tuple[Live, Seeded]) -> None:
+    """Apart from the login form, no /review route answers without a login session: GETs redirect
+    to the login page, POSTs are 401."""
+    from lifeguard.api.routing import route_table
+
+    lv, _ = env
+    anon = httpx.Client(base_url=lv.base_url, timeout=30)
+    routes = [
+        (m, p)
+        for m, p, _, _ in route_table(lv.app.routes)
+        if p.startswith("/review") and m != "HEAD"
+    ]
+    assert len(routes) >= 15
+    for method, path in routes:
+        if path == "/review/login":
+            continue
+        url = re.sub(r"\{\w+\}", "1", path)
+        r = anon.request(
+            method, url, data={"case_id": "1", "version": "1"} if method == "POST" else None
+        )
+        if method == "GET":
+            assert r.status_code == 303 and "/review/login" in r.headers["location"], (path, r)
+        else:
+            assert r.status_code == 401, (path, r)
