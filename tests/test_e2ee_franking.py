@@ -418,7 +418,9 @@ def test_http_stamp_report_case_and_replay(live: Live) -> None:
     relay.close()
 
 
-def test_http_without_franking_keys_is_503(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_http_without_franking_keys_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("LIFEGUARD_FRANKING_KEYS", raising=False)
     monkeypatch.delenv("LIFEGUARD_FRANKING_KEYS_FILE", raising=False)
     with live_server(Settings(data_dir=tmp_path)) as lv, lv.client(lv.key("frank")) as c:
@@ -430,4 +432,43 @@ def test_http_without_franking_keys_is_503(tmp_path: Path, monkeypatch: pytest.M
                 "recipient": "b",
             },
         )
-        assert r.status_code == 503 and r.json()["code"] == "franking_not_configured"
+        assert r.status_code == 403 and r.json()["code"] == "franking_disabled"
+
+
+def test_migration_0008_matches_the_models(db: Database) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from lifeguard.store.models import Base
+
+    mine = {"e2ee_franking_report", "takedown_submission"}
+    with db.engine.connect() as c:
+        diff = compare_metadata(MigrationContext.configure(c), Base.metadata)
+        names = set(db.engine.dialect.get_table_names(c))
+    assert names >= mine
+    flat = [d for d in diff if any(t in repr(d) for t in mine)]
+    assert flat == []
+
+
+def test_http_rejects_out_of_range_stamp(live: Live) -> None:
+    fm = client.frank("x")
+    with live.client(live.key("frank")) as c:
+        st = c.post(
+            "/v1/e2ee/stamp",
+            json={
+                "commitment": base64.b64encode(fm.commitment).decode(),
+                "sender": ALICE,
+                "recipient": BOB,
+            },
+        ).json()
+        got = client.receive(fm.payload(), fm.commitment, st, me=BOB)
+        body = client.build_report(got)
+        for ts in (-1, 2**63, 10**17):
+            bad = json.loads(json.dumps(body))
+            bad["stamp"]["timestamp_ms"] = ts
+            r = c.post("/v1/e2ee/reports", json=bad)
+            assert r.status_code == 422, (ts, r.text)
+        bad = json.loads(json.dumps(body))
+        bad["franking_key"] = "!!"
+        r = c.post("/v1/e2ee/reports", json=bad)
+        assert r.status_code == 422 and r.json()["code"] == "invalid_field"

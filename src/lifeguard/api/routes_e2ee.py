@@ -14,7 +14,7 @@ import math
 import threading
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -65,7 +65,7 @@ class StampedIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tag: str
     key_id: str = Field(max_length=32)
-    timestamp_ms: int
+    timestamp_ms: int = Field(ge=0, le=253_402_300_799_999)
     sender: str = Field(max_length=256)
     recipient: str = Field(max_length=256)
     conversation: str = Field(default="", max_length=256)
@@ -166,7 +166,7 @@ def _franking(st: AppState, request: Request) -> FrankingService:
     try:
         _ = svc.keys
     except FrankingKeyError as e:
-        raise Problem(503, "franking_not_configured", e.message) from None
+        raise _franking_problem(e) from None
     return svc
 
 
@@ -188,6 +188,10 @@ def _key_id(request: Request) -> str:
 
 def _franking_problem(e: FrankingError) -> Problem:
     if isinstance(e, FrankingKeyError):
+        # Not enabled (no key configured): the API's own refusal, like URL fetching when off.
+        # Configured but unusable (malformed key file): the server is misconfigured.
+        if e.code == "franking_disabled":
+            return Problem(403, e.code, e.message)
         return Problem(503, "franking_not_configured", e.message)
     title = "Report did not verify" if isinstance(e, ReportRejected) else "Invalid value"
     return Problem(422, e.code, e.message, title=title)
@@ -437,7 +441,9 @@ def takedown_list(
     response_model=SubmissionOut,
 )
 @scoped("bank:write")
-def takedown_decide(request: Request, submission_id: int, body: DecisionIn) -> dict[str, Any]:
+def takedown_decide(
+    request: Request, submission_id: Annotated[int, Path(ge=1, le=2**53)], body: DecisionIn
+) -> dict[str, Any]:
     st = get_state(request)
     key = _key_id(request)
     return (

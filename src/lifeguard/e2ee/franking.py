@@ -60,6 +60,8 @@ MAX_ATTACHMENTS = 16
 #: A stamp's time may run ahead of the verifier's clock by this much (replicas' clocks differ).
 CLOCK_SKEW = dt.timedelta(minutes=5)
 DEFAULT_WINDOW = dt.timedelta(days=90)
+#: Stamp times are milliseconds since 1970 up to the end of year 9999.
+MAX_TIMESTAMP_MS = 253_402_300_799_999
 
 
 class FrankingError(LifeguardError):
@@ -264,7 +266,8 @@ class FrankingKeys:
                 raise FrankingKeyError(f"{KEYS_FILE_ENV}={path}: cannot read ({e})") from None
             return cls.parse(text, path)
         raise FrankingKeyError(
-            f"no franking key: set {KEYS_ENV} (base64 of 32 random bytes) or {KEYS_FILE_ENV}"
+            f"franking is not enabled: set {KEYS_ENV} (base64 of 32 random bytes) or {KEYS_FILE_ENV}",
+            code="franking_disabled",
         )
 
     def get(self, kid: str) -> bytes:
@@ -457,6 +460,8 @@ class FrankingService:
         check_id(report.reporter, "reporter")
         if len(st.tag) != MAC_BYTES or len(report.commitment) != MAC_BYTES:
             raise FrankingError("tag and commitment are 32 bytes each", code="invalid_field")
+        if not 0 <= st.timestamp_ms <= MAX_TIMESTAMP_MS:
+            raise FrankingError("stamp timestamp_ms out of range", code="invalid_field")
         key = self.keys.get(st.key_id)
         expect = compute_tag(
             key, st.key_id, report.commitment, st.sender, st.recipient, st.conversation,
