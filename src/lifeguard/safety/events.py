@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -49,6 +50,10 @@ EVENT_TYPES: Final = ("account", *PAIR_TYPES)
 #: Events a sender initiates towards a recipient (what ``deny_contact`` and ``rate`` rules govern).
 CONTACT_TYPES: Final = ("contact_request", "message")
 MAX_ID = 256
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PAIR_FIELDS: Final = frozenset({"type", "ts", "actor", "target"})
+_ACCOUNT_FIELDS: Final = frozenset({"type", "ts", "account", "age_band"})
+_TYPES: Final = frozenset(EVENT_TYPES)
 
 
 class InvalidEvent(LifeguardError):
@@ -85,6 +90,8 @@ class Event:
 
 def parse_ts(value: Any, field: str = "ts") -> float:
     """Seconds since the epoch from a number or an ISO 8601 string with a time zone."""
+    if type(value) is float and 0 <= value < math.inf:
+        return value
     if isinstance(value, bool):
         raise InvalidEvent(f"{field}: expected seconds since the epoch or ISO 8601, got {value!r}")
     if isinstance(value, (int, float)):
@@ -109,7 +116,7 @@ def check_id(value: Any, field: str) -> str:
         raise InvalidEvent(f"{field}: expected a non-empty string, got {value!r}")
     if len(value) > MAX_ID:
         raise InvalidEvent(f"{field}: {len(value)} characters, at most {MAX_ID}")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+    if _CONTROL.search(value):
         raise InvalidEvent(f"{field}: contains a control character")
     return value
 
@@ -123,14 +130,14 @@ def check_band(value: Any, field: str = "age_band") -> str:
 def parse_event(d: Mapping[str, Any], index: int | None = None) -> Event:
     """An :class:`Event` from its JSON form, or :class:`InvalidEvent` naming the field."""
     try:
-        if not isinstance(d, Mapping):
+        if type(d) is not dict and not isinstance(d, Mapping):
             raise InvalidEvent(f"expected an object, got {type(d).__name__}")
         kind = d.get("type")
-        if kind not in EVENT_TYPES:
+        if kind not in _TYPES:
             raise InvalidEvent(f"type: {kind!r} is not one of {', '.join(EVENT_TYPES)}")
         ts = parse_ts(d.get("ts"))
         if kind == "account":
-            extra = set(d) - {"type", "ts", "account", "age_band"}
+            extra = d.keys() - _ACCOUNT_FIELDS
             if extra:
                 raise InvalidEvent(f"unknown field(s) for account: {', '.join(sorted(extra))}")
             return Event(
@@ -140,7 +147,7 @@ def parse_event(d: Mapping[str, Any], index: int | None = None) -> Event:
                 "",
                 check_band(d.get("age_band")),
             )
-        extra = set(d) - {"type", "ts", "actor", "target"}
+        extra = d.keys() - _PAIR_FIELDS
         if extra:
             raise InvalidEvent(f"unknown field(s) for {kind}: {', '.join(sorted(extra))}")
         actor = check_id(d.get("actor"), "actor")
