@@ -184,6 +184,11 @@ def test_child_protection_hooks() -> None:
     got = client.receive(fm.payload(), fm.commitment, st, me="kid", hooks=hooks)
     assert ("move to snapchat now", "stranger") in seen
     assert client.ChildProtectionHooks.strongest(got.hook_results) == "warn"
+    # frank() runs the outgoing hooks; their results stay on the device (not in the payload).
+    hooks.register("outgoing_image", "nudity", blur_all)
+    out = client.frank("hi", [(b"img", "image/png")], hooks=hooks, recipient="kid")
+    assert [r.verdict for r in out.hook_results] == ["blur"]
+    assert "nudity" not in json.dumps(out.payload())
 
 
 def test_vouchers_are_re_exported(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -126,6 +126,24 @@ def test_genuine_report_verifies_and_every_tampering_fails(svc: FrankingService)
     assert svc.verify_report(report_of(other_fm, other_st)).report_id != v.report_id
 
 
+def test_concurrent_replays_verify_once(svc: FrankingService) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    fm, st = send(svc)
+    rep = report_of(fm, st)
+
+    def one(_: int) -> str:
+        try:
+            svc.verify_report(rep)
+            return "ok"
+        except AlreadyReported:
+            return "replay"
+
+    with ThreadPoolExecutor(6) as ex:
+        got = sorted(ex.map(one, range(6)))
+    assert got == ["ok"] + ["replay"] * 5
+
+
 def test_report_window_and_clock(svc: FrankingService) -> None:
     old = dt.datetime.now(dt.UTC) - dt.timedelta(days=91)
     fm, st = send(svc, now=old)

@@ -94,6 +94,8 @@ class FrankedMessage:
     franking_key: bytes
     commitment: bytes
     attachments: tuple[OutgoingAttachment, ...] = ()
+    #: What the outgoing child-protection hooks said (on the device only; not in the payload).
+    hook_results: tuple[HookResult, ...] = ()
 
     def payload(self) -> dict[str, Any]:
         """The fields the E2EE layer must carry to the recipient (JSON-safe)."""
@@ -129,10 +131,22 @@ def _ref_from_json(d: Mapping[str, Any], where: str) -> AttachmentRef:
 
 
 def frank(
-    text: str, attachments: Sequence[tuple[bytes, str]] = (), *, franking_key: bytes | None = None
+    text: str,
+    attachments: Sequence[tuple[bytes, str]] = (),
+    *,
+    franking_key: bytes | None = None,
+    hooks: ChildProtectionHooks | None = None,
+    recipient: str = "",
 ) -> FrankedMessage:
     """Encrypt the attachments (AES-256-GCM, fresh key each) and commit to the text plus each
-    attachment's ciphertext hash, key, nonce and type under a fresh franking key."""
+    attachment's ciphertext hash, key, nonce and type under a fresh franking key. With ``hooks``,
+    the outgoing text and image checks run first; their results come back on the message (the app
+    decides what to do with a ``warn``/``blur``/``block``; nothing is sent anywhere)."""
+    results: list[HookResult] = []
+    if hooks is not None:
+        results += hooks.outgoing_text(text, recipient=recipient)
+        for data, _mime in attachments:
+            results += hooks.outgoing_image(data, recipient=recipient)
     k_f = franking_key or os.urandom(32)
     outs: list[OutgoingAttachment] = []
     for data, mime in attachments:
@@ -141,7 +155,13 @@ def frank(
             OutgoingAttachment(ct, AttachmentRef(ref.ciphertext_sha256, ref.key, ref.nonce, mime))
         )
     c = commit(k_f, text, [a.ref for a in outs])
-    return FrankedMessage(text=text, franking_key=k_f, commitment=c, attachments=tuple(outs))
+    return FrankedMessage(
+        text=text,
+        franking_key=k_f,
+        commitment=c,
+        attachments=tuple(outs),
+        hook_results=tuple(results),
+    )
 
 
 @dataclass(frozen=True)

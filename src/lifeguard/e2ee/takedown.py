@@ -309,7 +309,7 @@ class Takedown:
         from lifeguard.e2ee.models import TakedownSubmission
 
         digest = receipt_digest(code)
-        with self.db.session() as s:
+        with self.db.read_session() as s:
             row = s.execute(
                 select(TakedownSubmission).where(TakedownSubmission.receipt_sha256 == digest)
             ).scalar_one_or_none()
