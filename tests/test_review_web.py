@@ -309,3 +309,25 @@ def test_every_review_route_needs_a_session(env: tuple[Live, Seeded]) -> None:
             assert r.status_code == 303 and "/review/login" in r.headers["location"], (path, r)
         else:
             assert r.status_code == 401, (path, r)
+
+
+def test_reported_text_is_escaped(env: tuple[Live, Seeded]) -> None:
+    from lifeguard.review.intake import UserReportIn
+    from lifeguard.review.service import ReviewService
+
+    lv, _ = env
+    svc = ReviewService(lv.state.db, lv.state.settings)
+    evil = '<img src=x onerror="alert(1)">'
+    case = svc.submit_report(
+        UserReportIn(
+            reporter="user-5",
+            reason="grooming",
+            surface="public",
+            reported_account="acct-<b>x</b>",
+            description=f"asks to move to another app {evil}",
+        )
+    )
+    c, _ = login(lv, "alice")
+    page = c.get(f"/review/cases/{case.id}").text
+    assert evil not in page and "acct-<b>" not in page
+    assert "&lt;img src=x onerror=" in page
