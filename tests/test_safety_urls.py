@@ -156,6 +156,9 @@ def test_matcher_pages_images_and_domains() -> None:
     }
     assert all(h.entry.category == "cat-a" and h.entry.list_name == "iwf" for h in hits)
     assert m.match_text("nothing here, just words. And a sentence.end") == []
+    # one URL written twice (and the spelled-out "www dot" form read both ways): one match
+    twice = m.match_text("listed.example/gallery/1 www dot listed.example/gallery/1")
+    assert len(twice) == 1
     assert len(m) == 3
 
 

@@ -317,7 +317,10 @@ class UrlMatcher:
     def match_text(self, text: str, *, obfuscated: bool = True) -> list[UrlMatch]:
         """Every list entry matched by a URL found in ``text``."""
         out: list[UrlMatch] = []
+        seen: set[tuple[str, ListRef]] = set()
         for found in find_urls(text, obfuscated=obfuscated):
             for key, ref in self.match_url(found):
-                out.append(UrlMatch(found, key, ref))
+                if (key, ref) not in seen:  # two spellings of one URL in a message: once
+                    seen.add((key, ref))
+                    out.append(UrlMatch(found, key, ref))
         return out
