@@ -21,11 +21,13 @@ from starlette.formparsers import MultiPartParser
 from lifeguard import __version__ as _version
 from lifeguard.api import problems
 from lifeguard.api.config import ApiSettings
+from lifeguard.api.fastlane import FastLane
 from lifeguard.api.keys import KeyStore
 from lifeguard.api.metrics import Metrics, MetricsMiddleware
 from lifeguard.api.ratelimit import RateLimiter
 from lifeguard.api.routes_e2ee import e2ee
 from lifeguard.api.routes_hma import hma
+from lifeguard.api.routes_private_matching import pm as private_matching
 from lifeguard.api.routes_review import review_router
 from lifeguard.api.routes_safety_nudity import safety as safety_nudity
 from lifeguard.api.routes_safety_rules import safety_rules
@@ -109,12 +111,14 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
     app.include_router(review_router)
     app.include_router(hma)
     app.include_router(e2ee)
+    app.include_router(private_matching)
     app.include_router(safety_nudity)
     app.include_router(safety_rules)
     problems.install(app)
     from lifeguard.review.web.routes import mount as mount_review_ui
 
     mount_review_ui(app)  # /review: the reviewer web UI (HTML; not in the OpenAPI schema)
+    app.add_middleware(FastLane)  # inside the metrics middleware: fast answers are counted
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.state.api_settings = api
     app.state.settings = settings

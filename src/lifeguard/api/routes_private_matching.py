@@ -1,0 +1,224 @@
+"""``/v1/e2ee/private-matching``: threshold private matching of E2EE media (docs/private-matching.md).
+
+* ``POST /table`` (admin): blind a list of PDQ hashes into a new table (replaces the current one).
+* ``GET /table`` (match): the blinded table, bytes; ``GET /table/root`` (match): its commitment.
+  Neither holds a secret: the platform serves the table to its clients (e.g. from a CDN), and every
+  client checks it against the root the platform publishes.
+* ``POST /vouchers`` (match): the platform's relay hands over a voucher from a message.
+* ``GET /accounts/{account_id}`` (admin): what the server may know about an account.
+
+State lives in this process's memory (one replica; lost on restart): see "Missing" in the doc.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import threading
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from lifeguard.api.problems import Problem
+from lifeguard.api.routing import GuardedRoute, scoped
+from lifeguard.e2ee.private_matching import (
+    MatchingServer,
+    Params,
+    ServerKey,
+    build_table,
+)
+
+pm = APIRouter(prefix="/v1/e2ee/private-matching", route_class=GuardedRoute)
+_lock = threading.Lock()
+TAGS: list[str | Any] = ["e2ee: private matching"]
+
+
+class PmTableIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pdq: list[Annotated[str, Field(pattern="^[0-9a-fA-F]{64}$")]] = Field(
+        min_length=1, max_length=20_000, description="Listed PDQ hashes (hex)."
+    )
+    threshold: int = Field(default=10, ge=1, le=1000)
+    views: int = Field(default=1, ge=1, le=2)
+    chunk_threshold: int = Field(default=1, ge=1, le=16)
+    synthetic_rate: float = Field(default=0.02, ge=0.0, lt=1.0)
+
+
+class PmTableInfo(BaseModel):
+    root: str = Field(description="Hex SHA-256 commitment; clients refuse a table that differs.")
+    slots: int
+    bytes: int
+    threshold: int
+    views: int
+    chunks: int
+    chunk_threshold: int
+    match_distance: int
+    synthetic_rate: float
+    voucher_bytes: int
+
+
+class PmVoucherIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    account_id: str = Field(min_length=1, max_length=256)
+    voucher: str = Field(max_length=8192, description="Base64 of the voucher bytes.")
+
+
+class PmVoucherOut(BaseModel):
+    received: bool = True
+
+
+class PmMatchOut(BaseModel):
+    voucher_id: str
+    pdq: str
+    quality: int
+    distance: int
+    listed_index: int
+    associated_data: str = Field(description="Base64.")
+
+
+class PmAccountOut(BaseModel):
+    account_id: str
+    received: int
+    opened: int = Field(
+        description="Vouchers whose outer layer opened (real, synthetic or chance)."
+    )
+    threshold: int
+    threshold_reached: bool
+    actionable: bool = Field(description="At least `threshold` vouchers passed the distance check.")
+    matches: list[PmMatchOut]
+    readable_not_counted: int
+    synthetic_identified: int
+
+
+def _server(request: Request) -> MatchingServer:
+    srv: MatchingServer | None = getattr(request.app.state, "private_matching", None)
+    if srv is None:
+        raise Problem(404, "no_table", "no private matching table has been built yet")
+    return srv
+
+
+def _info(srv: MatchingServer) -> dict[str, Any]:
+    from lifeguard.e2ee.private_matching import voucher_size
+
+    p = srv.params
+    return {
+        "root": srv.table.root,
+        "slots": len(srv.table.slots),
+        "bytes": srv.table.size_bytes,
+        "threshold": p.threshold,
+        "views": p.views,
+        "chunks": p.chunks,
+        "chunk_threshold": p.chunk_threshold,
+        "match_distance": p.match_distance,
+        "synthetic_rate": p.synthetic_rate,
+        "voucher_bytes": voucher_size(p),
+    }
+
+
+@pm.post(
+    "/table", tags=TAGS, summary="Blind a PDQ list into a new table", response_model=PmTableInfo
+)
+@scoped("admin")
+async def create_table(request: Request, body: PmTableIn) -> dict[str, Any]:
+    params = Params(
+        views=body.views,
+        chunk_threshold=min(body.chunk_threshold, body.views * 8),
+        threshold=body.threshold,
+        synthetic_rate=body.synthetic_rate,
+    )
+
+    def build() -> MatchingServer:
+        key = ServerKey.generate()
+        hashes = [bytes.fromhex(h) for h in body.pdq]
+        return MatchingServer(key, build_table(hashes, params, key), hashes)
+
+    srv = await run_in_threadpool(build)
+    request.app.state.private_matching = srv
+    return _info(srv)
+
+
+@pm.get(
+    "/table/root", tags=TAGS, summary="The current table's commitment", response_model=PmTableInfo
+)
+@scoped("match")
+def table_root(request: Request) -> dict[str, Any]:
+    return _info(_server(request))
+
+
+@pm.get(
+    "/table",
+    tags=TAGS,
+    summary="The blinded table (application/octet-stream)",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+@scoped("match")
+def get_table(request: Request) -> Response:
+    srv = _server(request)
+    return Response(
+        srv.table.to_bytes(),
+        media_type="application/octet-stream",
+        headers={"X-Lifeguard-Table-Root": srv.table.root},
+    )
+
+
+@pm.post(
+    "/vouchers",
+    tags=TAGS,
+    summary="Hand over a voucher from a message (the answer says nothing about it)",
+    response_model=PmVoucherOut,
+    status_code=202,
+)
+@scoped("match")
+async def post_voucher(request: Request, body: PmVoucherIn) -> dict[str, Any]:
+    srv = _server(request)
+    try:
+        data = base64.b64decode(body.voucher, validate=True)
+    except (binascii.Error, ValueError):
+        raise Problem(422, "invalid_voucher", "voucher is not valid base64") from None
+
+    def work() -> None:
+        with _lock:  # MatchingServer is not thread-safe; the lock is taken off the event loop
+            srv.receive(body.account_id, data)
+
+    await run_in_threadpool(work)
+    return {"received": True}
+
+
+@pm.get(
+    "/accounts/{account_id}",
+    tags=TAGS,
+    summary="What the server may know about an account",
+    response_model=PmAccountOut,
+)
+@scoped("admin")
+def account(
+    request: Request, account_id: Annotated[str, Path(min_length=1, max_length=256)]
+) -> dict[str, Any]:
+    srv = _server(request)
+    with _lock:
+        rep = srv.report(account_id)
+    return {
+        "account_id": rep.account_id,
+        "received": rep.received,
+        "opened": rep.opened,
+        "threshold": rep.threshold,
+        "threshold_reached": rep.threshold_reached,
+        "actionable": rep.actionable,
+        "matches": [
+            {
+                "voucher_id": m.voucher_id,
+                "pdq": m.pdq,
+                "quality": m.quality,
+                "distance": m.distance,
+                "listed_index": m.listed_index,
+                "associated_data": base64.b64encode(m.associated_data).decode(),
+            }
+            for m in rep.matches
+        ],
+        "readable_not_counted": rep.readable_not_counted,
+        "synthetic_identified": rep.synthetic_identified,
+    }
