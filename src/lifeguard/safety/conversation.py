@@ -122,9 +122,17 @@ class ScoringConfig:
         }
     )
     age_gap_weight: float = 0.55
-    lexicon_boost: float = 0.35
+    lexicon_boost: float | None = None  # None: the value chosen in training (model info)
     default_threshold: float = 0.5
     flag_threshold: float = 0.7
+    peer_damping: float = 0.6  # grooming score x this when every known age is a minor's
+    adult_damping: float = 0.6  # grooming score x this when every known age is an adult's
+    # A lexicon hit counts only when the model gives the tactic at least this probability
+    # (the model vetoes look-alike ordinary talk); threats to share count on the lexicon alone.
+    lexicon_veto: float = 0.02
+    lexicon_veto_by_tactic: Mapping[str, float] = field(
+        default_factory=lambda: {"threat_share": 0.0}
+    )
     level_thresholds: tuple[float, float] = (0.2, 0.45)
 
 
@@ -203,11 +211,12 @@ class ConversationScorer:
             kind = _band_kind(p.get("age_band"))
             if kind is not None:
                 self.bands[str(p["id"])] = kind
-        self.evidence: dict[str, list[str]] = {}
+        self.evidence: dict[str, dict[str, list[str]]] = {}  # sender -> tactic -> ids
         self.ages: dict[str, list[int]] = {}
         self.messages_seen = 0
         self.flagged_at: str | None = None
         self.sextortion_at: str | None = None
+        self._order: list[str] = []  # ids of messages that showed a tactic, in order
         self._last: Assessment | None = None
 
     # ------------------------------------------------------------------ per message
@@ -218,10 +227,17 @@ class ConversationScorer:
         proba = self.model.proba(folded)
         found: list[str] = []
         strength: dict[str, float] = {}
+        boost = self.config.lexicon_boost
+        if boost is None:
+            boost = float(self.model.info.get("lexicon_boost", 0.35))
+        vetoes = self.config.lexicon_veto_by_tactic
         for t in TACTICS:
-            s = proba.get(t, 0.0) + (self.config.lexicon_boost if t in lex else 0.0)
+            veto = vetoes.get(t, self.config.lexicon_veto)
+            p = proba.get(t, 0.0)
+            s = p + (boost if t in lex else 0.0)
             strength[t] = min(1.0, s)
-            if s >= self.model.thresholds.get(t, self.config.default_threshold):
+            thr = self.model.thresholds.get(t, self.config.default_threshold)
+            if s >= thr or (t in lex and p >= veto):
                 found.append(t)
         return found, strength, folded
 
@@ -230,8 +246,11 @@ class ConversationScorer:
         msg = Message.from_obj(message)
         found, _, folded = self.message_tactics(msg.text)
         self.messages_seen += 1
+        if found and len(self._order) < 4 * MAX_EVIDENCE_PER_TACTIC * len(TACTICS):
+            self._order.append(msg.id)
+        mine = self.evidence.setdefault(msg.sender, {})
         for t in found:
-            ids = self.evidence.setdefault(t, [])
+            ids = mine.setdefault(t, [])
             if len(ids) < MAX_EVIDENCE_PER_TACTIC:
                 ids.append(msg.id)
         if "age" in found:
@@ -268,18 +287,36 @@ class ConversationScorer:
     def assessment(self) -> Assessment:
         return self._last or self._assess(None, [])
 
-    def _assess(self, message_id: str | None, message_tactics: list[str]) -> Assessment:
+    def peers_only(self) -> bool:
+        """Every participant with a known age is a minor, and at least two are known."""
+        kinds: dict[str, set[str]] = {}
+        for sender, ages in self.ages.items():
+            for age in ages:
+                kinds.setdefault(sender, set()).add("minor" if age < 18 else "adult")
+        for sender, kind in self.bands.items():
+            kinds.setdefault(sender, set()).add(kind)
+        return len(kinds) >= 2 and all(k == {"minor"} for k in kinds.values())
+
+    def adults_only(self) -> bool:
+        """At least two participants are known adults (bands or stated ages) and none is
+        known to be a minor."""
+        kinds: dict[str, set[str]] = {}
+        for sender, ages in self.ages.items():
+            for age in ages:
+                kinds.setdefault(sender, set()).add("minor" if age < 18 else "adult")
+        for sender, kind in self.bands.items():
+            kinds.setdefault(sender, set()).add(kind)
+        return len(kinds) >= 2 and all(k == {"adult"} for k in kinds.values())
+
+    def _sender_score(self, has: set[str], gap: bool) -> tuple[float, bool]:
         cfg = self.config
-        found = [t for t in TACTICS if t in self.evidence]
-        gap = self.age_gap()
         keep = 1.0
-        for t in found:
+        for t in has:
             w = cfg.weights.get(t, 0.0)
             if t == "age" and gap:
                 w = max(w, cfg.age_gap_weight)
             keep *= 1.0 - w
         score = 1.0 - keep
-        has = set(found)
         sextortion = False
         if "threat_share" in has:
             sextortion = True
@@ -289,18 +326,46 @@ class ConversationScorer:
             score = max(score, 0.9)
         if gap and {"secrecy", "photo_request"} <= has:
             score = max(score, 0.9)
+        return score, sextortion
+
+    def _assess(self, message_id: str | None, message_tactics: list[str]) -> Assessment:
+        cfg = self.config
+        gap = self.age_gap()
+        damp = (
+            cfg.peer_damping
+            if self.peers_only()
+            else cfg.adult_damping
+            if self.adults_only()
+            else 1.0
+        )
+        # Age questions and disclosures count for every sender (the child's "im 13" answers
+        # the contact's question); the other tactics count for the sender who used them.
+        age_ids = [i for ev in self.evidence.values() for i in ev.get("age", [])]
+        score, sextortion = 0.0, False
+        for ev in self.evidence.values():
+            has = set(ev) | ({"age"} if age_ids else set())
+            sc, sx = self._sender_score(has, gap)
+            if not sx:
+                sc *= damp
+            score, sextortion = max(score, sc), sextortion or sx
+        found = [t for t in TACTICS if any(t in ev for ev in self.evidence.values())]
+        evidence: dict[str, list[str]] = {}
+        for t in found:
+            evidence[t] = [i for ev in self.evidence.values() for i in ev.get(t, [])]
         lo, mid = cfg.level_thresholds
         flagged = score >= cfg.flag_threshold
         level = (
             "high" if flagged else "medium" if score >= mid else "low" if score >= lo else "none"
         )
-        evidence_ids: list[str] = []
         seen: set[str] = set()
-        for t in found:
-            for i in self.evidence[t]:
+        evidence_ids: list[str] = []
+        for ids in evidence.values():
+            for i in ids:
                 if i not in seen:
                     seen.add(i)
                     evidence_ids.append(i)
+        order = {i: n for n, i in enumerate(self._order)}
+        evidence_ids.sort(key=lambda i: order.get(i, len(order)))
         return Assessment(
             score=round(score, 6),
             level=level,
@@ -308,10 +373,10 @@ class ConversationScorer:
             sextortion=sextortion,
             tactics=found,
             evidence_message_ids=evidence_ids,
-            evidence={t: list(self.evidence[t]) for t in found},
+            evidence=evidence,
             age_gap=gap,
             messages_seen=self.messages_seen,
-            flagged_at=self.flagged_at if self.flagged_at is not None else None,
+            flagged_at=self.flagged_at,
             message_id=message_id,
             message_tactics=list(message_tactics),
         )
@@ -322,7 +387,8 @@ class ConversationScorer:
         return {
             "version": STATE_VERSION,
             "bands": dict(self.bands),
-            "evidence": {k: list(v) for k, v in self.evidence.items()},
+            "evidence": {s: {t: list(v) for t, v in ev.items()} for s, ev in self.evidence.items()},
+            "order": list(self._order),
             "ages": {k: list(v) for k, v in self.ages.items()},
             "messages_seen": self.messages_seen,
             "flagged_at": self.flagged_at,
@@ -348,10 +414,13 @@ class ConversationScorer:
             if not set(s.bands.values()) <= {"minor", "adult"}:
                 raise ValueError("bands must be 'minor' or 'adult'")
             evidence = dict(state.get("evidence", {}))
-            unknown = set(evidence) - set(TACTICS)
-            if unknown:
-                raise ValueError(f"unknown tactics {sorted(unknown)}")
-            s.evidence = {str(k): [str(i) for i in v] for k, v in evidence.items()}
+            s.evidence = {}
+            for sender, ev in evidence.items():
+                unknown = set(dict(ev)) - set(TACTICS)
+                if unknown:
+                    raise ValueError(f"unknown tactics {sorted(unknown)}")
+                s.evidence[str(sender)] = {str(t): [str(i) for i in v] for t, v in ev.items()}
+            s._order = [str(i) for i in state.get("order", [])]
             s.ages = {str(k): [int(a) for a in v] for k, v in dict(state.get("ages", {})).items()}
             s.messages_seen = int(state.get("messages_seen", 0))
             fa, sa = state.get("flagged_at"), state.get("sextortion_at")

@@ -85,10 +85,15 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
     out: list[str] = []
     for slot in slots:
         if slot.startswith("~"):
-            n = slot[1:] or "3"
+            n, _, banned = slot[1:].partition("!")
+            n = n or "3"
             if not n.isdigit():
                 raise LexiconError(f"pattern {pattern!r}: bad gap {slot!r}")
-            out.append(f"(?:{_WORD} ){{0,{int(n)}}}")
+            word = _WORD
+            if banned:
+                alts = "|".join(re.escape(fold(w)) for w in banned.split(",") if fold(w))
+                word = f"(?!(?:{alts}) ){_WORD}"
+            out.append(f"(?:{word} ){{0,{int(n)}}}")
             continue
         alts = [a for a in slot.split("|") if a]
         if not alts:
@@ -114,12 +119,44 @@ class Lexicon:
                 raise LexiconError(f"lexicon: {tactic}.patterns must be a list of strings")
             self.patterns[tactic] = [(p, compile_pattern(p)) for p in pats]
         self.version = int(spec.get("version", 0))
+        # cue name -> (tactics it cancels, patterns); "*" cancels every tactic
+        self.cues: dict[str, tuple[frozenset[str], list[re.Pattern[str]]]] = {}
+        cues = spec.get("cues", {})
+        if not isinstance(cues, dict):
+            raise LexiconError("lexicon: 'cues' must be an object")
+        for name, body in cues.items():
+            if name == "description":
+                continue
+            if not isinstance(body, dict):
+                raise LexiconError(f"lexicon: cue {name!r} must be an object")
+            cancels = body.get("cancels", [])
+            pats = body.get("patterns", [])
+            if not isinstance(cancels, list) or not isinstance(pats, list):
+                raise LexiconError(f"lexicon: cue {name!r} needs 'cancels' and 'patterns' lists")
+            bad = set(cancels) - set(TACTICS) - {"*"}
+            if bad:
+                raise LexiconError(f"lexicon: cue {name!r} cancels unknown tactics {sorted(bad)}")
+            tac = frozenset(TACTICS) if "*" in cancels else frozenset(cancels)
+            self.cues[name] = (tac, [compile_pattern(p) for p in pats])
 
-    def hits(self, folded: str) -> list[LexiconHit]:
-        """Every tactic with its first matching pattern in already-folded text."""
+    def cancelled(self, folded: str) -> frozenset[str]:
+        """Tactics whose lexicon hits a cue in this message cancels (advice, surprises)."""
+        text = folded + " "
+        out: set[str] = set()
+        for tactics, pats in self.cues.values():
+            if any(rx.search(text) for rx in pats):
+                out |= tactics
+        return frozenset(out)
+
+    def hits(self, folded: str, *, apply_cues: bool = True) -> list[LexiconHit]:
+        """Every tactic with its first matching pattern in already-folded text (less the
+        tactics a cue in the same message cancels, unless ``apply_cues`` is false)."""
         text = folded + " "
         out: list[LexiconHit] = []
+        skip = self.cancelled(folded) if apply_cues else frozenset()
         for tactic, pats in self.patterns.items():
+            if tactic in skip:
+                continue
             for src, rx in pats:
                 m = rx.search(text)
                 if m:

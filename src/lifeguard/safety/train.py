@@ -1,16 +1,19 @@
 """Train the per-message tactic model: ``python -m lifeguard.safety.train``.
 
 Reads the TRAINING conversations (``safety/training/train.jsonl``, built by
-``python -m lifeguard.safety.training.corpus``; never the evaluation set in tests/data), splits them
-80/20 by conversation id, fits one L2-regularised logistic regression per tactic on the 80 %
-(full-batch Adam on hashed sparse features, numpy only), picks each tactic's threshold on the 20 %
-(the lowest threshold whose precision there is >= 0.9) and writes ``safety/data/tactic_model.npz``.
-Deterministic for a given corpus and seed.
+``python -m lifeguard.safety.training.corpus``; never the evaluation set in tests/data). Holds out
+a quarter of the phrase TEMPLATES (so held-out messages are phrasings the model never saw), fits
+one L2-regularised logistic regression per tactic on the rest (full-batch Adam on hashed sparse
+features, numpy only) for a few L2 strengths, and on the held-out templates picks the L2
+strength and each tactic's threshold (the lowest, but at least 0.5, whose held-out precision is
+>= 0.85). It then refits on everything and writes
+``safety/data/tactic_model.npz``. Deterministic for a given corpus.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import time
 import zlib
 from pathlib import Path
@@ -19,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lifeguard.safety.lexicon import TACTICS
+from lifeguard.safety.lexicon import TACTICS, default_lexicon
 from lifeguard.safety.model import FeatureSpec, TacticModel, featurize
 from lifeguard.safety.normalize import fold
 from lifeguard.safety.training.synth import read_jsonl
@@ -28,22 +31,22 @@ TRAIN_PATH = Path(__file__).with_name("training") / "train.jsonl"
 OUT_PATH = Path(__file__).with_name("data") / "tactic_model.npz"
 
 
-def _is_dev(cid: str) -> bool:
-    return zlib.crc32(cid.encode()) % 5 == 0
-
-
-def messages(convs: list[dict[str, Any]]) -> tuple[list[str], npt.NDArray[np.float32]]:
-    """Unique (folded text, labels) pairs."""
-    seen: dict[tuple[str, tuple[str, ...]], None] = {}
+def messages(
+    convs: list[dict[str, Any]],
+) -> tuple[list[str], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Unique (folded text, labels) pairs, with the id of the template each came from."""
+    seen: dict[tuple[str, tuple[str, ...]], int] = {}
     for c in convs:
         for m in c["messages"]:
-            seen[(fold(m["text"]), tuple(sorted(m.get("tactics", []))))] = None
+            key = (fold(m["text"]), tuple(sorted(m.get("tactics", []))))
+            seen.setdefault(key, int(m.get("template", zlib.crc32(m["text"].encode()))))
     texts = [t for t, _ in seen]
     y = np.zeros((len(texts), len(TACTICS)), dtype=np.float32)
     for i, (_, tacs) in enumerate(seen):
         for t in tacs:
             y[i, TACTICS.index(t)] = 1.0
-    return texts, y
+    groups = np.array(list(seen.values()), dtype=np.int64)
+    return texts, y, groups
 
 
 class Sparse:
@@ -112,20 +115,33 @@ def fit(
     return w, b
 
 
+def _pr(pred: npt.NDArray[np.bool_], pos: npt.NDArray[np.bool_]) -> tuple[float, float]:
+    tp = float((pred & pos).sum())
+    return tp / max(1.0, float(pred.sum())), tp / max(1.0, float(pos.sum()))
+
+
 def pick_thresholds(
-    p: npt.NDArray[np.float32], y: npt.NDArray[np.float32], precision: float = 0.9
+    s: npt.NDArray[np.float32], y: npt.NDArray[np.float32], precision: float
 ) -> dict[str, float]:
+    """Per tactic, the lowest threshold whose held-out precision is >= ``precision``."""
     out: dict[str, float] = {}
     for j, tactic in enumerate(TACTICS):
-        best = 0.5
-        for thr in np.arange(0.5, 0.91, 0.05):
-            pred = p[:, j] >= thr
-            tp = float((pred & (y[:, j] > 0)).sum())
-            prec = tp / max(1.0, float(pred.sum()))
+        best = 0.9
+        for thr in np.arange(0.15, 0.91, 0.05):
+            prec, _ = _pr(s[:, j] >= thr, y[:, j] > 0)
             if prec >= precision:
                 best = float(round(thr, 2))
                 break
-        out[tactic] = best
+        out[tactic] = max(0.5, best)
+    return out
+
+
+def _lexicon_matrix(texts: list[str]) -> npt.NDArray[np.float32]:
+    lex = default_lexicon()
+    out = np.zeros((len(texts), len(TACTICS)), dtype=np.float32)
+    for i, t in enumerate(texts):
+        for h in lex.hits(t):
+            out[i, TACTICS.index(h.tactic)] = 1.0
     return out
 
 
@@ -133,38 +149,54 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train", type=Path, default=TRAIN_PATH)
     ap.add_argument("--out", type=Path, default=OUT_PATH)
-    ap.add_argument("--epochs", type=int, default=250)
+    ap.add_argument("--epochs", type=int, default=200)
+    ap.add_argument("--precision", type=float, default=0.85)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    convs = read_jsonl(args.train)
-    tr = [c for c in convs if not _is_dev(c["id"])]
-    dev = [c for c in convs if _is_dev(c["id"])]
+    texts, y, groups = messages(read_jsonl(args.train))
+    dev = groups % 4 == 0  # template-disjoint: dev phrasings are never seen in training
     spec = FeatureSpec()
-    x_texts, y = messages(tr)
-    d_texts, dy = messages(dev)
-    x = Sparse(x_texts, spec)
-    w, b = fit(x, y, spec.dim, epochs=args.epochs)
+    x_tr = Sparse([t for t, d in zip(texts, dev, strict=True) if not d], spec)
+    d_texts = [t for t, d in zip(texts, dev, strict=True) if d]
+    lex_dev = _lexicon_matrix(d_texts)
+    best: tuple[float, float, float, dict[str, float]] | None = None
+    for l2 in (1e-4, 1e-3):
+        w, b = fit(x_tr, y[~dev], spec.dim, epochs=args.epochs, l2=l2)
+        m = TacticModel(tactics=TACTICS, weights=w, bias=b, spec=spec)
+        p = np.array([[pr[t] for t in TACTICS] for pr in map(m.proba, d_texts)], np.float32)
+        for boost in (0.0,):
+            sc = np.minimum(1.0, p + boost * lex_dev)
+            thr = pick_thresholds(sc, y[dev], args.precision)
+            recall = float(
+                np.mean(
+                    [_pr(sc[:, j] >= thr[t], y[dev][:, j] > 0)[1] for j, t in enumerate(TACTICS)]
+                )
+            )
+            print(f"  l2={l2:g} held-out mean recall={recall:.3f}")
+            if best is None or recall > best[0]:
+                best = (recall, l2, boost, thr)
+    assert best is not None
+    recall, l2, boost, thresholds = best
+    x_all = Sparse(texts, spec)
+    w, b = fit(x_all, y, spec.dim, epochs=args.epochs, l2=l2)
+    w[np.abs(w) < 1e-3] = 0.0  # tiny weights -> 0 so the compressed file stays small
     model = TacticModel(tactics=TACTICS, weights=w, bias=b, spec=spec)
-    dp = np.array([[pr[t] for t in TACTICS] for pr in map(model.proba, d_texts)])
-    model.thresholds = pick_thresholds(dp, dy)
+    model.thresholds = thresholds
     model.info = {
-        "train_conversations": len(tr),
-        "dev_conversations": len(dev),
-        "train_messages_unique": len(x_texts),
-        "corpus": str(args.train.name),
+        "corpus": args.train.name,
+        "unique_messages": len(texts),
+        "heldout_templates_share": round(float(dev.mean()), 3),
+        "l2": l2,
         "epochs": args.epochs,
+        "lexicon_boost": boost,
+        "heldout_mean_recall": round(recall, 4),
+        "heldout_precision_target": args.precision,
+        "digest": hashlib.sha256(w.tobytes() + b.tobytes()).hexdigest()[:16],
     }
-    # Zero tiny weights so the compressed file stays small.
-    w[np.abs(w) < 1e-3] = 0.0
     model.save(args.out)
-    print(f"trained on {len(x_texts)} unique messages in {time.perf_counter() - t0:.1f}s")
-    for j, tactic in enumerate(TACTICS):
-        thr = model.thresholds[tactic]
-        pred = dp[:, j] >= thr
-        pos = dy[:, j] > 0
-        rec = float((pred & pos).sum()) / max(1, int(pos.sum()))
-        prec = float((pred & pos).sum()) / max(1, int(pred.sum()))
-        print(f"  {tactic:15s} thr={thr:.2f} dev precision={prec:.3f} recall={rec:.3f}")
+    print(f"chose l2={l2:g} lexicon_boost={boost} (held-out mean recall {recall:.3f})")
+    print(f"thresholds: {thresholds}")
+    print(f"trained on {len(texts)} unique messages in {time.perf_counter() - t0:.1f}s")
     print(f"wrote {args.out} ({args.out.stat().st_size:,} bytes)")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,10 +86,14 @@ class Builder:
     messages: list[dict[str, Any]] = field(default_factory=list)
     t: int = 0
 
-    def say(self, sender: str, template: str, tactics: Iterable[str] = ()) -> None:
+    def say(
+        self, sender: str, template: str, tactics: Iterable[str] = (), *, share: float = -1.0
+    ) -> None:
         text = fill(template, self.slots, self.rng)
         tac = sorted(set(tactics))
-        if tac and self.rng.random() < self.obfuscate_share:
+        if share < 0:
+            share = self.obfuscate_share if tac else 0.0
+        if share and self.rng.random() < share:
             text = obfuscate(text, self.rng)
         self.t += self.rng.randint(5, 400)
         self.messages.append(
@@ -98,6 +103,7 @@ class Builder:
                 "text": text,
                 "t": self.t,
                 "tactics": tac,
+                "template": zlib.crc32(template.encode("utf-8")),
             }
         )
 
@@ -243,10 +249,7 @@ def hard_negative(
     for i in range(n):
         sender = "a" if i % 2 == 0 else "b"
         if i in tempting:
-            text = _pick(rng, h["tempting_" + sender])
-            if rng.random() < obf:
-                text = obfuscate(fill(text, banks["slots"], rng), rng)
-            b.say(sender, text)
+            b.say(sender, _pick(rng, h["tempting_" + sender]), share=obf)
         else:
             b.say(sender, _pick(rng, h[sender]))
     parts = [dict(p) for p in h.get("participants", [])] or None
