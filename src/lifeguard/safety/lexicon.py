@@ -91,8 +91,8 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
                 raise LexiconError(f"pattern {pattern!r}: bad gap {slot!r}")
             word = _WORD
             if banned:
-                alts = "|".join(re.escape(fold(w)) for w in banned.split(",") if fold(w))
-                word = f"(?!(?:{alts}) ){_WORD}"
+                no = "|".join(re.escape(fold(w)) for w in banned.split(",") if fold(w))
+                word = f"(?!(?:{no}) ){_WORD}"
             out.append(f"(?:{word} ){{0,{int(n)}}}")
             continue
         alts = [a for a in slot.split("|") if a]
