@@ -21,6 +21,7 @@ from starlette.formparsers import MultiPartParser
 from lifeguard import __version__ as _version
 from lifeguard.api import problems
 from lifeguard.api.config import ApiSettings
+from lifeguard.api.fastlane import FastLane
 from lifeguard.api.keys import KeyStore
 from lifeguard.api.metrics import Metrics, MetricsMiddleware
 from lifeguard.api.ratelimit import RateLimiter
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
     from lifeguard.review.web.routes import mount as mount_review_ui
 
     mount_review_ui(app)  # /review: the reviewer web UI (HTML; not in the OpenAPI schema)
+    app.add_middleware(FastLane)  # inside the metrics middleware: fast answers are counted
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.state.api_settings = api
     app.state.settings = settings

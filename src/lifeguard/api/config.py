@@ -52,6 +52,13 @@ class ApiSettings(BaseSettings):
         default=4 * 1024**3, ge=1, description="Largest bank import body (streamed)."
     )
     max_json_bytes: int = Field(default=16 * 1024**2, ge=1, description="Largest JSON body.")
+    fast_lane: bool = Field(
+        default=True,
+        description=(
+            "Answer hash lookups that miss (GET /m/lookup, POST /v1/match/signals) before the "
+            "framework's routing and validation; everything else takes the full path."
+        ),
+    )
     # API keys and rate limits.
     rate_limit_per_s: float = Field(
         default=50.0, ge=0, description="Default requests/second per key (0: unlimited)."

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
+from lifeguard.errors import InvalidSignal
 from lifeguard.index import ExactIndex, PdqIndex
 from lifeguard.matching.notify import BackgroundSync
 from lifeguard.matching.results import Match, MatchResult, VariantKind
@@ -425,6 +426,33 @@ class Matcher:
                 hits += self._video_hits(parse_vpdq(v))
         hits += self._pdq_hits(pdq_queries)
         return self._decide(hits)
+
+    def match_signals_no_db(self, signals: Sequence[tuple[str, str]]) -> MatchResult | None:
+        """:meth:`match_signals` for the common case that needs no database: the empty result when
+        nothing in the indexes is near, None when the full path must answer (an index hit needs the
+        entries read; a malformed or video signal; the index not loaded). Cheap enough for an event
+        loop: with LISTEN/NOTIFY no revision poll; without, at most one revision read per
+        ``index_sync_interval_s``."""
+        if not self.loaded:
+            return None
+        if self._background is None or not self._background.listening:
+            self.sync()
+        try:
+            pdq_queries: list[tuple[str, str]] = []
+            for stype, value in signals:
+                t, v = normalise(stype, value)
+                if t == "pdq":
+                    pdq_queries.append(("original", v))
+                elif t in ("md5", "sha256"):
+                    if self._exact_hits(t, v):
+                        return None
+                else:
+                    return None
+        except InvalidSignal:
+            return None
+        if self._pdq_hits(pdq_queries):
+            return None
+        return MatchResult(revision=self.revision)
 
     def _exact_hits(self, stype: str, value: str) -> list[_Hit]:
         index = self.md5 if stype == "md5" else self.sha256
