@@ -52,7 +52,16 @@ def keys(*raw: bytes) -> FrankingKeys:
 
 @pytest.fixture
 def svc(db: Database) -> FrankingService:
+    """On SQLite and PostgreSQL (storage, replays)."""
     return FrankingService(db, keys())
+
+
+@pytest.fixture
+def lite(sqlite_settings: Settings) -> Iterator[FrankingService]:
+    """SQLite only, for the checks that do not depend on the backend."""
+    d = Database.open(sqlite_settings)
+    yield FrankingService(d, keys())
+    d.dispose()
 
 
 def send(
@@ -144,15 +153,15 @@ def test_concurrent_replays_verify_once(svc: FrankingService) -> None:
     assert got == ["ok"] + ["replay"] * 5
 
 
-def test_report_window_and_clock(svc: FrankingService) -> None:
+def test_report_window_and_clock(lite: FrankingService) -> None:
     old = dt.datetime.now(dt.UTC) - dt.timedelta(days=91)
-    fm, st = send(svc, now=old)
-    rejected(svc, report_of(fm, st), "report_expired")
-    fm, st = send(svc, now=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
-    rejected(svc, report_of(fm, st), "stamp_in_future")
-    svc.window = dt.timedelta(days=365)
-    fm, st = send(svc, now=old)
-    assert svc.verify_report(report_of(fm, st)).report_id > 0
+    fm, st = send(lite, now=old)
+    rejected(lite, report_of(fm, st), "report_expired")
+    fm, st = send(lite, now=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    rejected(lite, report_of(fm, st), "stamp_in_future")
+    lite.window = dt.timedelta(days=365)
+    fm, st = send(lite, now=old)
+    assert lite.verify_report(report_of(fm, st)).report_id > 0
 
 
 def test_key_rotation(db: Database) -> None:
@@ -186,35 +195,35 @@ def test_keys_from_env(tmp_path: Path) -> None:
             FrankingKeys.from_env(bad)
 
 
-def test_attachments_bound_by_ciphertext_and_key(svc: FrankingService) -> None:
+def test_attachments_bound_by_ciphertext_and_key(lite: FrankingService) -> None:
     photo = PICS[0].read_bytes()
     other = PICS[1].read_bytes()
-    fm, st = send(svc, "look", [(photo, "image/jpeg")])
+    fm, st = send(lite, "look", [(photo, "image/jpeg")])
     fm2 = client.frank("x", [(other, "image/jpeg")])
     other_ct = fm2.attachments[0].ciphertext
     other_ref = fm2.attachments[0].ref
     a = fm.attachments[0]
     # Swap the ciphertext only: not the committed one.
     rejected(
-        svc,
+        lite,
         report_of(fm, st, attachments=(ReportedAttachment(other_ct, a.ref),)),
         "attachment_mismatch",
     )
     # Swap ciphertext and its ref (key, nonce, hash): the commitment does not open.
     rejected(
-        svc,
+        lite,
         report_of(fm, st, attachments=(ReportedAttachment(other_ct, other_ref),)),
         "commitment_mismatch",
     )
     # Drop the attachment, or change its declared type: the commitment does not open.
-    rejected(svc, report_of(fm, st, attachments=()), "commitment_mismatch")
+    rejected(lite, report_of(fm, st, attachments=()), "commitment_mismatch")
     changed = dataclasses.replace(a.ref, mime="text/plain")
     rejected(
-        svc,
+        lite,
         report_of(fm, st, attachments=(ReportedAttachment(a.ciphertext, changed),)),
         "commitment_mismatch",
     )
-    v = svc.verify_report(report_of(fm, st))
+    v = lite.verify_report(report_of(fm, st))
     assert v.attachments[0].data == photo
     assert v.attachments[0].sha256 == hashlib.sha256(photo).hexdigest()
 
@@ -280,7 +289,7 @@ def salamander(k1: bytes, k2: bytes, nonce: bytes, blocks: int = 4) -> bytes:
 
 
 def test_invisible_salamander_cannot_be_reported_as_the_other_plaintext(
-    svc: FrankingService,
+    lite: FrankingService,
 ) -> None:
     k1, k2, nonce = os.urandom(32), os.urandom(32), os.urandom(12)
     ct = salamander(k1, k2, nonce)
@@ -292,7 +301,7 @@ def test_invisible_salamander_cannot_be_reported_as_the_other_plaintext(
     k_f = os.urandom(32)
     c = commit(k_f, "pic", [ref1])  # ...but the commitment names the key as well as the hash
     assert not opens(c, k_f, "pic", [ref2])
-    st = svc.stamp(c, sender=ALICE, recipient=BOB)
+    st = lite.stamp(c, sender=ALICE, recipient=BOB)
     # The recipient handed key 2 finds on receipt that the message cannot be reported.
     payload = {
         "text": "pic",
@@ -306,18 +315,18 @@ def test_invisible_salamander_cannot_be_reported_as_the_other_plaintext(
         client.receive(payload, c, st, me=BOB)
     assert ei.value.code == "commitment_mismatch"
     base = FrankingReport("pic", k_f, c, st, BOB, (ReportedAttachment(ct, ref2),))
-    rejected(svc, base, "commitment_mismatch")
-    v = svc.verify_report(dataclasses.replace(base, attachments=(ReportedAttachment(ct, ref1),)))
+    rejected(lite, base, "commitment_mismatch")
+    v = lite.verify_report(dataclasses.replace(base, attachments=(ReportedAttachment(ct, ref1),)))
     assert v.attachments[0].data == p1
 
 
 # ------------------------------------------------------------------------------------ client flow
 
 
-def test_client_flow_receive_and_report(svc: FrankingService) -> None:
+def test_client_flow_receive_and_report(lite: FrankingService) -> None:
     photo = PICS[2].read_bytes()
     fm = client.frank("hello", [(photo, "image/jpeg")])
-    st = svc.stamp(fm.commitment, sender=ALICE, recipient=BOB)
+    st = lite.stamp(fm.commitment, sender=ALICE, recipient=BOB)
     # The payload crosses the E2EE channel as JSON; the stamp as the server's JSON.
     payload = json.loads(json.dumps(fm.payload()))
     assert "commitment" not in payload and payload["franking_key"]

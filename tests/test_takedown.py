@@ -141,10 +141,10 @@ def test_abuse_checks_hold_for_review(
         env.td.decide(999_999, approve=True)
 
 
-def test_rate_limits_per_ip_and_key(
-    db: Database, settings: Settings, hashes: list[ImageHashes]
-) -> None:
-    env = Env(db, settings, per_ip_per_hour=2, per_key_per_hour=3)
+def test_rate_limits_per_ip_and_key(sqlite_settings: Settings, hashes: list[ImageHashes]) -> None:
+    env = Env(
+        Database.open(sqlite_settings), sqlite_settings, per_ip_per_hour=2, per_key_per_hour=3
+    )
     env.td.submit(hashes[:1], client_ip="1.1.1.1", client_key_id="k")
     env.td.submit(hashes[:1], client_ip="1.1.1.1", client_key_id="k")
     with pytest.raises(RateLimited) as ei:
@@ -155,8 +155,8 @@ def test_rate_limits_per_ip_and_key(
         env.td.submit(hashes[:1], client_ip="3.3.3.3", client_key_id="k")
 
 
-def test_validation(db: Database, settings: Settings, hashes: list[ImageHashes]) -> None:
-    env = Env(db, settings, max_images=2)
+def test_validation(sqlite_settings: Settings, hashes: list[ImageHashes]) -> None:
+    env = Env(Database.open(sqlite_settings), sqlite_settings, max_images=2)
     h = hashes[0]
     for bad, what in (
         ([], "at least one"),
