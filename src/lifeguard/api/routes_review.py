@@ -237,7 +237,7 @@ def list_cases(
         Query(description=f"open (awaiting a reviewer), all, or one of {', '.join(STATUSES)}"),
     ] = "open",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> list[dict[str, Any]]:
     svc = service(request)
     return [

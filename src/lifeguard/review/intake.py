@@ -26,6 +26,8 @@ STATUSES: Final = ("open", "assigned", "escalated", "decided", "appealed", "clos
 ACTIVE: Final = ("open", "assigned", "escalated")
 
 MAX_TEXT: Final = 10_000
+#: Ids are 64-bit: anything outside is refused before it reaches the database.
+MAX_ID: Final = 2**63 - 1
 MAX_REF: Final = 256
 MAX_CONTENT: Final = 100
 MAX_MEDIA: Final = 10
@@ -72,6 +74,8 @@ def check_text(value: object, what: str) -> str:
         raise ReviewError(f"{what}: expected a string, got {type(value).__name__}")
     if len(value) > MAX_TEXT:
         raise ReviewError(f"{what}: {len(value)} characters, at most {MAX_TEXT} allowed")
+    if "\x00" in value:
+        raise ReviewError(f"{what}: contains a NUL character")
     return value
 
 

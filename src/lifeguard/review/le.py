@@ -206,14 +206,14 @@ def make_le_report(
         build_file_details_xml,
         build_report_xml,
     )
-    from lifeguard.review.service import LeReportView
+    from lifeguard.review.service import LeReportView, _check_id
 
     if kind not in KINDS:
         raise ReviewError(f"kind {kind!r}: expected ncmec or nca")
     le: LeSettings = getattr(svc, "le", None) or LeSettings()
     now = utcnow()
     with svc.db.read_session() as s:
-        case = s.get(ReviewCase, case_id)
+        case = s.get(ReviewCase, _check_id(case_id, "case"))
         if case is None:
             raise NotFound(f"case {case_id} not found")
         if case.decision != "confirm":

@@ -35,6 +35,7 @@ from lifeguard.reports.models import EvidenceItem
 from lifeguard.review.intake import (
     ACTIVE,
     DECISIONS,
+    MAX_ID,
     MAX_MEDIA,
     REASONS,
     STATUSES,
@@ -81,6 +82,14 @@ _SYSTEM = "system:review"
 def evidence_case_id(case_id: int) -> str:
     """The evidence vault's case id for a review case."""
     return f"review-case-{case_id}"
+
+
+def _check_id(value: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ReviewError(f"{what} id: expected an integer, got {value!r}")
+    if not 1 <= value <= MAX_ID:
+        raise NotFound(f"{what} {value} not found")
+    return value
 
 
 # --------------------------------------------------------------------------------------- views
@@ -757,8 +766,8 @@ class ReviewService:
         (until decided)."""
         if status not in ("open", "all", *STATUSES):
             raise ReviewError(f"status {status!r}: expected open, all or one of {STATUSES}")
-        if not 1 <= limit <= 1000 or offset < 0:
-            raise ReviewError("limit must be 1..1000 and offset >= 0")
+        if not 1 <= limit <= 1000 or not 0 <= offset <= 1_000_000_000:
+            raise ReviewError("limit must be 1..1000 and offset 0..1000000000")
         q = select(ReviewCase)
         if status == "open":
             q = q.where(ReviewCase.status.in_((*ACTIVE, "appealed")))
@@ -790,7 +799,7 @@ class ReviewService:
             return self._view(s, case_id)
 
     def _view(self, s: Session, case_id: int) -> CaseView:
-        c = s.get(ReviewCase, case_id)
+        c = s.get(ReviewCase, _check_id(case_id, "case"))
         if c is None:
             raise NotFound(f"case {case_id} not found")
         items = list(
@@ -891,9 +900,7 @@ class ReviewService:
     # -- optimistic lock -------------------------------------------------------------------
 
     def _load(self, s: Session, case_id: int) -> ReviewCase:
-        if isinstance(case_id, bool) or not isinstance(case_id, int):
-            raise ReviewError(f"case id: expected an integer, got {case_id!r}")
-        c = s.get(ReviewCase, case_id)
+        c = s.get(ReviewCase, _check_id(case_id, "case"))
         if c is None:
             raise NotFound(f"case {case_id} not found")
         return c
@@ -1298,7 +1305,7 @@ class ReviewService:
         """The media attached to a case item, decrypted (the access is audited). NotFound when
         the item has none (or it was deleted after a no_violation/false_positive decision)."""
         with self.db.read_session() as s:
-            it = s.get(ReviewCaseItem, item_id)
+            it = s.get(ReviewCaseItem, _check_id(item_id, "case item"))
             if it is None:
                 raise NotFound(f"case item {item_id} not found")
             if it.evidence_id is None or it.media_deleted:
