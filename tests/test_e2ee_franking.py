@@ -133,6 +133,12 @@ def test_genuine_report_verifies_and_every_tampering_fails(svc: FrankingService)
         svc.verify_report(report_of(fm, st))
     assert ei.value.report_id == v.report_id
     assert svc.verify_report(report_of(other_fm, other_st)).report_id != v.report_id
+    from lifeguard.reports import audit
+
+    with svc.db.session() as sess:
+        recs = [r for r in audit.iter_records(sess) if r.action == "e2ee.report_verified"]
+    assert [r.subject_id for r in recs][:1] == [str(v.report_id)] and len(recs) == 2
+    assert TEXT not in repr([r.details_json for r in recs])
 
 
 def test_concurrent_replays_verify_once(svc: FrankingService) -> None:

@@ -509,6 +509,7 @@ class FrankingService:
         from sqlalchemy.exc import IntegrityError
 
         from lifeguard.e2ee.models import FrankingReportRow
+        from lifeguard.reports import audit
 
         atts = self.check(report, now=now)
         st = report.stamp
@@ -540,6 +541,14 @@ class FrankingService:
                 s.add(row)
                 s.flush()
                 report_id = int(row.id)
+                audit.record(
+                    s,
+                    actor=f"reporter:{st.recipient}",
+                    action="e2ee.report_verified",
+                    subject_type="e2ee_franking_report",
+                    subject_id=str(report_id),
+                    details={"key_id": st.key_id, "attachments": len(atts)},
+                )
         except IntegrityError:  # a concurrent report of the same message won the race
             with self.db.session() as s:
                 prior = s.execute(
