@@ -12,7 +12,10 @@ children (so the rate and risk rules trigger). Rules: the shipped defaults.
 Measured: replay throughput (events/s) of ``Engine.apply`` on parsed events, and of
 ``parse_event`` + ``apply`` from JSON-like dicts (what the API does per event); per-decision
 latency of ``Engine.may_contact`` with ``perf_counter_ns`` over a sample of random pairs (half
-child recipients); snapshot size and save/restore time. JSON in bench/out/bench_rules.json.
+child recipients); snapshot size and save/restore time. With ``--http-events N`` (default 200,000;
+0 skips): the first N events POSTed to ``/v1/safety/events`` in batches of 10,000 through uvicorn
+(server and one httpx client in this process, SQLite), then ``--http-decisions`` sequential
+``/v1/safety/may-contact`` requests (client-measured latency). JSON in bench/out/bench_rules.json.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from lifeguard.safety.events import Event, parse_event  # noqa: E402
 from lifeguard.safety.rules import Engine, load_rules  # noqa: E402
@@ -83,12 +87,56 @@ def pct(sorted_ns: list[int], q: float) -> float:
     return sorted_ns[i] / 1000.0
 
 
+def http_run(
+    raw: list[dict[str, Any]], n_events: int, pairs: list[tuple[str, str, str]], now: float
+) -> dict[str, Any]:
+    import tempfile
+
+    from api_live import live_server
+    from lifeguard.api.config import ApiSettings
+    from lifeguard.settings import Settings
+
+    with tempfile.TemporaryDirectory() as d:
+        settings = Settings(data_dir=Path(d), safety_snapshot_interval_s=3600)
+        with (
+            live_server(settings, ApiSettings(rate_limit_per_s=0)) as lv,
+            lv.client(lv.key("match")) as c,
+        ):
+            events = raw[:n_events]
+            t0 = time.perf_counter()
+            for i in range(0, len(events), 10_000):
+                r = c.post("/v1/safety/events", json={"events": events[i : i + 10_000]})
+                assert r.status_code == 200, r.text
+            ev_s = time.perf_counter() - t0
+            lat = []
+            for a, b, k in pairs:
+                t = time.perf_counter_ns()
+                r = c.post(
+                    "/v1/safety/may-contact",
+                    json={"sender": a, "recipient": b, "kind": k, "at": now},
+                )
+                lat.append(time.perf_counter_ns() - t)
+                assert r.status_code == 200, r.text
+    lat.sort()
+    return {
+        "events": len(events),
+        "events_per_s": round(len(events) / ev_s),
+        "decisions": len(lat),
+        "decision_ms": {
+            "p50": round(pct(lat, 0.5) / 1000, 2),
+            "p99": round(pct(lat, 0.99) / 1000, 2),
+        },
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--accounts", type=int, default=100_000)
     ap.add_argument("--decisions", type=int, default=200_000)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--http-events", type=int, default=200_000)
+    ap.add_argument("--http-decisions", type=int, default=2_000)
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -145,6 +193,12 @@ def main() -> None:
     eng2.restore(json.loads(snap))
     restore_s = time.perf_counter() - t0
 
+    http = (
+        http_run(raw, args.http_events, pairs[: args.http_decisions], now)
+        if args.http_events
+        else None
+    )
+
     res = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python "
@@ -167,6 +221,7 @@ def main() -> None:
         "snapshot_mb": round(len(snap) / 1e6, 1),
         "snapshot_s": round(snap_s, 2),
         "restore_s": round(restore_s, 2),
+        "http": http,
     }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "bench_rules.json").write_text(json.dumps(res, indent=2))
