@@ -159,10 +159,11 @@ def test_table_commitment_and_parsing(setup: Setup) -> None:
         BlindedTable.from_bytes(b"XXXX" + data[4:])
     with pytest.raises(InvalidTable):
         BlindedTable.from_bytes(data[:-5])
-    bad = bytearray(data)
-    bad[-32:] = b"\xff" * 32  # not a canonical ristretto255 encoding
-    with pytest.raises(InvalidTable):
-        BlindedTable.from_bytes(bytes(bad))
+    for junk in (b"\xff" * 32, bytes(32)):  # not canonical; the identity
+        bad = bytearray(data)
+        bad[-32:] = junk
+        with pytest.raises(InvalidTable):
+            BlindedTable.from_bytes(bytes(bad))
 
 
 def test_voucher_errors(setup: Setup) -> None:
@@ -177,6 +178,8 @@ def test_voucher_errors(setup: Setup) -> None:
         srv.inspect(b"NOPE" + v[4:])
     with pytest.raises(InvalidVoucher):  # Q is not a point
         srv.inspect(v[:52] + b"\xff" * 32 + v[84:])
+    with pytest.raises(InvalidVoucher):  # Q is the identity
+        srv.inspect(v[:52] + bytes(32) + v[84:])
     other_table = build_table(listed, table.params, ServerKey.generate())
     with pytest.raises(InvalidVoucher):  # made against another table
         srv.inspect(make_voucher(listed[0], other_table, acct))

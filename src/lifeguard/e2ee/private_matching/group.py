@@ -50,8 +50,16 @@ def add(p: bytes, q: bytes) -> bytes:
     return bytes(rbcl.crypto_core_ristretto255_add(p, q))
 
 
+IDENTITY = bytes(POINT_BYTES)
+
+
 def is_valid_point(p: bytes) -> bool:
-    return len(p) == POINT_BYTES and bool(rbcl.crypto_core_ristretto255_is_valid_point(p))
+    """A canonical ristretto255 encoding other than the identity."""
+    return (
+        len(p) == POINT_BYTES
+        and p != IDENTITY
+        and bool(rbcl.crypto_core_ristretto255_is_valid_point(p))
+    )
 
 
 def scalar_to_int(s: bytes) -> int:
