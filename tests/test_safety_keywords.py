@@ -8,9 +8,12 @@ import pytest
 
 from lifeguard.safety.keywords import InvalidKeyword, KeywordMatcher, parse_keyword
 from lifeguard.safety.lists import SafetyLists
+from lifeguard.safety.normalize import fold
 from lifeguard.store.db import Database
 
 # Benign stand-ins for the tactics keyword lists look for (secrecy, moving apps, age questions).
+#: How the phrase is stored (folding collapses repeated letters: "keep" -> "kep").
+KEEP = fold("keep it between us")
 ENTRIES = ["secret", "keep it between us", "snap chat", "how old are you", "delete this*", "photo*"]
 
 
@@ -49,19 +52,19 @@ def test_word_boundaries(matcher: KeywordMatcher) -> None:
 
 
 def test_phrases(matcher: KeywordMatcher) -> None:
-    assert keys(matcher, "Keep it between us, ok?") == ["kep it betwen us"]
-    assert keys(matcher, "keep it, between us") == ["kep it betwen us"]  # punctuation is space
+    assert keys(matcher, "Keep it between us, ok?") == [KEEP]
+    assert keys(matcher, "keep it, between us") == [KEEP]  # punctuation is space
     assert keys(matcher, "keep between us") == []
     assert keys(matcher, "add me on snap chat") == ["snap chat"]
     assert keys(matcher, "how old r u") == ["how old are you"]  # text-speak folded
     assert keys(matcher, "please DELETE THIS conversation") == ["delete this*"]
     assert keys(matcher, "delete these") == []
     hits = matcher.match_text("secret: keep it between us")
-    assert [(h.word, h.found) for h in hits] == [(0, "secret"), (1, "kep it betwen us")]
+    assert [(h.word, h.found) for h in hits] == [(0, "secret"), (1, KEEP)]
 
 
 def test_parse_keyword_errors() -> None:
-    assert parse_keyword("  Keep  IT ").key == "kep it"
+    assert parse_keyword("  Keep  IT ").key == fold("keep it") == parse_keyword("k33p it").key
     for bad, msg in (
         ("", "empty"),
         ("a*b", "only at the end"),
@@ -86,6 +89,6 @@ def test_keyword_list_import(db: Database) -> None:
         ("snap chat", "moving apps"),
     }
     exported = "".join(lists.export_lines("kw")).splitlines()[1:]
-    assert exported == ["kep it betwen us", "secret\tsecrecy", "snap chat\tmoving apps"]
+    assert exported == sorted([KEEP, "secret\tsecrecy", "snap chat\tmoving apps"])
     r = lists.import_file("kw", io.StringIO("\n".join(exported) + "\n"), source_name="again")
     assert (r.added, r.duplicates) == (0, 3)
