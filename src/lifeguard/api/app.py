@@ -29,6 +29,7 @@ from lifeguard.api.routes_e2ee import e2ee
 from lifeguard.api.routes_hma import hma
 from lifeguard.api.routes_private_matching import pm as private_matching
 from lifeguard.api.routes_review import review_router
+from lifeguard.api.routes_safety import safety as safety_conversation
 from lifeguard.api.routes_safety_nudity import safety as safety_nudity
 from lifeguard.api.routes_safety_rules import safety_rules
 from lifeguard.api.routes_v1 import root, v1
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
     app.include_router(private_matching)
     app.include_router(safety_nudity)
     app.include_router(safety_rules)
+    app.include_router(safety_conversation)
     problems.install(app)
     from lifeguard.review.web.routes import mount as mount_review_ui
 

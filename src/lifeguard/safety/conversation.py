@@ -205,12 +205,7 @@ class ConversationScorer:
         self.model = model or default_model()
         self.config = config or ScoringConfig()
         self.bands: dict[str, str] = {}
-        for p in participants:
-            if not isinstance(p, Mapping) or "id" not in p:
-                raise InvalidConversation("participants: each needs an 'id'")
-            kind = _band_kind(p.get("age_band"))
-            if kind is not None:
-                self.bands[str(p["id"])] = kind
+        self.add_participants(participants)
         self.evidence: dict[str, dict[str, list[str]]] = {}  # sender -> tactic -> ids
         self.ages: dict[str, list[int]] = {}
         self.messages_seen = 0
@@ -218,6 +213,15 @@ class ConversationScorer:
         self.sextortion_at: str | None = None
         self._order: list[str] = []  # ids of messages that showed a tactic, in order
         self._last: Assessment | None = None
+
+    def add_participants(self, participants: Iterable[Mapping[str, Any]]) -> None:
+        """Record participants' known age bands (others are ignored)."""
+        for p in participants:
+            if not isinstance(p, Mapping) or "id" not in p:
+                raise InvalidConversation("participants: each needs an 'id'")
+            kind = _band_kind(p.get("age_band"))
+            if kind is not None:
+                self.bands[str(p["id"])] = kind
 
     # ------------------------------------------------------------------ per message
     def message_tactics(self, text: str) -> tuple[list[str], dict[str, float], str]:

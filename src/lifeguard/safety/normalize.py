@@ -13,7 +13,8 @@ words past keyword filters, so that ``"s3cr3t"``, ``"s e c r e t"``, ``"seeecret
    ⏰ -> ``time``); other symbols and punctuation become spaces; apostrophes vanish
    (``don't`` -> ``dont``).
 4. Spaced-out letters are joined: a run of 3+ one-character tokens (``s e c r e t``,
-   ``s.e.c.r.e.t``) becomes one token.
+   ``s.e.c.r.e.t``) becomes one token, split again into words when it is made of words in
+   ``data/vocab.txt`` (``y o u r p a r e n t s`` -> ``your parents``).
 5. Leetspeak inside a token that has letters: ``0 1 3 4 5 7 @ $ ! |`` -> ``o i e a s t a s i l``
    (``ph0t0`` -> ``photo``). Numbers stay numbers (``13``), and so do number + unit tokens
    (``13yo`` -> ``13 yo``, ``7pm`` -> ``7 pm``); money amounts read as words
@@ -34,6 +35,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from importlib import resources
 
 __all__ = [
     "contains_phrase",
@@ -133,6 +135,17 @@ _UNIT_SUFFIXES = frozenset(
         "x",
         "mb",
         "gb",
+        "hour",
+        "hours",
+        "minute",
+        "minutes",
+        "day",
+        "days",
+        "week",
+        "weeks",
+        "dollars",
+        "bucks",
+        "years",
     ]
 )
 
@@ -207,9 +220,10 @@ def _build_textspeak() -> dict[str, str]:
 _TEXTSPEAK = _build_textspeak()
 
 
-def _join_spaced(raw: list[str]) -> list[str]:
-    """Join runs of 3+ one-character tokens (``s e c r e t``) that contain 2+ letters."""
-    out: list[str] = []
+def _join_spaced(raw: list[str]) -> list[tuple[str, bool]]:
+    """Join runs of 3+ one-character tokens (``s e c r e t``) that contain 2+ letters; each
+    token comes with whether it was joined."""
+    out: list[tuple[str, bool]] = []
     i = 0
     n = len(raw)
     while i < n:
@@ -219,14 +233,47 @@ def _join_spaced(raw: list[str]) -> list[str]:
                 j += 1
             run = raw[i:j]
             if len(run) >= 3 and sum(c.isalpha() for c in run) >= 2:
-                out.append("".join(run))
+                out.append(("".join(run), True))
             else:
-                out.extend(run)
+                out.extend((c, False) for c in run)
             i = j
         else:
-            out.append(raw[i])
+            out.append((raw[i], False))
             i += 1
     return out
+
+
+def _load_vocab() -> frozenset[str]:
+    try:
+        text = resources.files("lifeguard.safety").joinpath("data/vocab.txt").read_text("utf-8")
+    except (FileNotFoundError, ModuleNotFoundError):  # pragma: no cover - packaging error
+        return frozenset()
+    return frozenset(w.strip() for w in text.splitlines() if w.strip() and w[0] != "#")
+
+
+_VOCAB = _load_vocab()
+_MAX_WORD = max((len(w) for w in _VOCAB), default=0)
+
+
+def _segment(word: str) -> list[str]:
+    """Split a joined run of spaced letters back into words when it is made of known words
+    (``yourparents`` -> ``your parents``, ``aselfie`` -> ``a selfie``); else keep it whole."""
+    if word in _VOCAB or not _VOCAB or len(word) > 80:
+        return [word]
+    n = len(word)
+    best: list[list[str] | None] = [None] * (n + 1)
+    best[0] = []
+    for i in range(1, n + 1):
+        for j in range(max(0, i - _MAX_WORD), i):
+            prev = best[j]
+            piece = word[j:i]
+            if prev is not None and (piece in _VOCAB or piece.isdigit()):
+                cand = [*prev, piece]
+                cur = best[i]
+                if cur is None or len(cand) < len(cur):
+                    best[i] = cand
+    found = best[n]
+    return found if found else [word]
 
 
 def _prepare(text: str) -> str:
@@ -238,10 +285,12 @@ def _prepare(text: str) -> str:
 
 def tokens(text: str) -> list[str]:
     """The folded words of ``text`` (see the module docstring)."""
-    raw = _join_spaced(_TOKEN.findall(_prepare(text)))
     out: list[str] = []
-    for tok in raw:
-        out.extend(_clean_token(tok))
+    for tok, joined in _join_spaced(_TOKEN.findall(_prepare(text))):
+        words = _clean_token(tok)
+        if joined and len(words) == 1:
+            words = _segment(words[0])
+        out.extend(words)
     return out
 
 

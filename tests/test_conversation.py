@@ -1,0 +1,307 @@
+"""Conversation risk scoring: obfuscation, incremental == batch, state round trips, the
+evaluation goals computed from tests/data/conversations, and the HTTP endpoint."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from api_live import live_server
+from lifeguard.safety.conversation import (
+    ConversationScorer,
+    InvalidConversation,
+    disclosed_ages,
+    score_conversation,
+)
+from lifeguard.safety.evaluate import load_dir, report, run
+from lifeguard.safety.lexicon import TACTICS, LexiconError, compile_pattern, default_lexicon
+from lifeguard.safety.model import ModelError, TacticModel, default_model
+from lifeguard.safety.normalize import fold
+from lifeguard.safety.training.synth import obfuscate
+from lifeguard.settings import Settings
+
+DATA = Path(__file__).parent / "data" / "conversations"
+TRAIN = Path(__file__).parents[1] / "src" / "lifeguard" / "safety" / "training" / "train.jsonl"
+
+
+@pytest.fixture(scope="module")
+def eval_convs() -> list[dict[str, Any]]:
+    return load_dir(DATA)
+
+
+@pytest.fixture(scope="module")
+def eval_report(eval_convs: list[dict[str, Any]]) -> dict[str, Any]:
+    return report(run(eval_convs))
+
+
+# ----------------------------------------------------------------------------- data set
+def test_eval_set_shape(eval_convs: list[dict[str, Any]]) -> None:
+    assert len(eval_convs) >= 200
+    kinds = {c["kind"] for c in eval_convs}
+    assert kinds == {"grooming", "sextortion", "hard_negative"}
+    cats = {c["category"] for c in eval_convs if c["kind"] == "hard_negative"}
+    assert cats == {"parent_pickup", "teen_flirt", "sex_ed", "gaming", "adult_chat"}
+    labelled = {t for c in eval_convs for m in c["messages"] for t in m["tactics"]}
+    assert labelled == set(TACTICS), "every tactic is covered"
+    assert sum(c["source"] == "handwritten" for c in eval_convs) >= 30
+    assert all(c["flag"] == (c["kind"] != "hard_negative") for c in eval_convs)
+
+
+def test_eval_texts_not_in_training_set(eval_convs: list[dict[str, Any]]) -> None:
+    train = {
+        fold(m["text"])
+        for line in TRAIN.read_text(encoding="utf-8").splitlines()
+        for m in json.loads(line)["messages"]
+        if m["tactics"]
+    }
+    tactic_msgs = [fold(m["text"]) for c in eval_convs for m in c["messages"] if m["tactics"]]
+    overlap = [t for t in tactic_msgs if t in train]
+    # Short child replies ("13") may coincide; tactic phrasings must not.
+    assert len(overlap) <= 0.05 * len(tactic_msgs), overlap[:10]
+
+
+# ----------------------------------------------------------------------------- goals
+def test_goal_recall_and_false_flags(eval_report: dict[str, Any]) -> None:
+    assert eval_report["flag_recall"] >= 0.85, eval_report["missed_ids"]
+    assert eval_report["false_flag_rate"] <= 0.03, eval_report["false_flag_ids"]
+
+
+def test_goal_sextortion_flagged_at_first_threat(eval_report: dict[str, Any]) -> None:
+    assert eval_report["threat_conversations"] >= 40
+    assert eval_report["sextortion_at_first_threat"] == 1.0, eval_report["late_threat_ids"]
+
+
+def test_report_is_computed_from_the_data(eval_convs: list[dict[str, Any]]) -> None:
+    """Flip the labels: the same detector now 'misses' everything it flagged."""
+    flipped = [dict(c, flag=not c["flag"]) for c in eval_convs[:40]]
+    rep = report(run(flipped))
+    straight = report(run(eval_convs[:40]))
+    assert rep["flag_recall"] != straight["flag_recall"]
+
+
+# ----------------------------------------------------------------------------- obfuscation
+BASE = [
+    ("dont tell your parents about us", "secrecy"),
+    ("add me on snapchat", "isolation"),
+    ("send me a selfie", "photo_request"),
+    ("how old are you", "age"),
+    ("i will send your pictures to all your friends", "threat_share"),
+    ("i have your photos", "claims_images"),
+    ("we should meet up this weekend", "meeting"),
+    ("you are so mature for your age", "sexualisation"),
+    ("i can buy you robux", "gifts"),
+    ("you have 2 hours", "deadline"),
+]
+HAND_VARIANTS = [
+    ("d0nt t3ll ur p4r3nts ab0ut us", "secrecy"),
+    ("a d d me on s n a p c h a t", "isolation"),
+    ("seeeend meee a selfieeee", "photo_request"),
+    ("һоw оld аrе уоu", "age"),  # Cyrillic homoglyphs
+    ("i will send your 📸 to all your friends", "threat_share"),
+    ("𝐢 𝐡𝐚𝐯𝐞 𝐲𝐨𝐮𝐫 𝐩𝐡𝐨𝐭𝐨𝐬", "claims_images"),
+    ("we should m.e.e.t up this weekend", "meeting"),
+    ("ur s0 matur3 4 ur age", "sexualisation"),
+    ("i ca\u200bn buy u r0bux", "gifts"),
+    ("U HAVE 2 HOURS!!!", "deadline"),
+]
+
+
+@pytest.mark.parametrize(("text", "tactic"), BASE + HAND_VARIANTS)
+def test_lexicon_finds_tactic_through_obfuscation(text: str, tactic: str) -> None:
+    assert tactic in default_lexicon().tactics(text)
+
+
+def test_random_obfuscations_fold_to_the_same_tactics() -> None:
+    lex = default_lexicon()
+    rng = random.Random(7)
+    misses = []
+    total = 0
+    for text, tactic in BASE:
+        for _ in range(20):
+            variant = obfuscate(text, rng)
+            total += 1
+            if tactic not in lex.tactics(variant):
+                misses.append(variant)
+    assert len(misses) <= 0.02 * total, misses
+
+
+def test_scorer_sees_obfuscated_threat_at_once() -> None:
+    for text in [
+        "i will send your pics to all your friends",
+        "1 w1ll s3nd ur p1cs 2 all ur fr1ends",
+    ]:
+        a = ConversationScorer().add({"id": "m1", "sender": "x", "text": text})
+        assert a.flagged and a.sextortion and a.flagged_at == "m1"
+        assert a.evidence_message_ids == ["m1"] and "threat_share" in a.tactics
+
+
+def test_cues_cancel_lexicon_hits() -> None:
+    lex = default_lexicon()
+    assert "secrecy" in lex.tactics("dont tell your mom")
+    assert "secrecy" not in lex.tactics("dont tell your mom about the surprise party")
+    assert "photo_request" not in lex.tactics("send me a photo of the receipt")
+    assert "threat_share" not in lex.tactics(
+        "if someone threatens to share your pictures with your friends, report it"
+    )
+
+
+def test_disclosed_ages() -> None:
+    assert disclosed_ages(fold("I'm 13")) == [13]
+    assert disclosed_ages(fold("im 24 years old")) == [24, 24]
+    assert disclosed_ages(fold("i have 3 cats")) == []
+
+
+# ----------------------------------------------------------------------------- scorer
+def test_incremental_equals_batch_and_state_round_trip(eval_convs: list[dict[str, Any]]) -> None:
+    for c in eval_convs[::5]:
+        parts, msgs = c["participants"], c["messages"]
+        batch = score_conversation(msgs, parts)
+        inc = ConversationScorer(parts)
+        for i, m in enumerate(msgs):
+            a = inc.add(m)
+            if i == len(msgs) // 2:  # persist mid-conversation as a device would
+                inc = ConversationScorer.from_json(json.loads(json.dumps(inc.to_json())))
+        assert a.to_json() | {"message_id": None, "message_tactics": []} == batch.to_json() | {
+            "message_id": None,
+            "message_tactics": [],
+        }
+        assert a.score == batch.score and a.tactics == batch.tactics
+
+
+def test_state_holds_no_text() -> None:
+    s = ConversationScorer([{"id": "b", "age_band": "13-15"}])
+    s.add({"id": "m1", "sender": "a", "text": "dont tell your parents about our secret"})
+    blob = json.dumps(s.to_json())
+    assert "parents" not in blob and 'secret"' not in blob
+    assert s.to_json()["bands"] == {"b": "minor"}
+
+
+def test_age_gap_escalates() -> None:
+    msgs = [
+        {"id": "m1", "sender": "a", "text": "how old are you"},
+        {"id": "m2", "sender": "b", "text": "im 13"},
+        {"id": "m3", "sender": "a", "text": "im 27. dont tell your mom we talk"},
+        {"id": "m4", "sender": "a", "text": "send me a selfie"},
+    ]
+    a = score_conversation(msgs)
+    assert a.age_gap and a.flagged and a.score >= 0.9
+    assert {"age", "secrecy", "photo_request"} <= set(a.tactics)
+    assert a.evidence_message_ids[0] == "m1"
+
+
+def test_single_ordinary_tactic_does_not_flag() -> None:
+    a = score_conversation([{"id": "1", "sender": "a", "text": "ill pick you up at 5"}])
+    assert not a.flagged and a.level in ("none", "low", "medium")
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {},
+        {"version": 99},
+        {"version": 1, "evidence": {"a": {"nonsense": ["m1"]}}},
+        {"version": 1, "bands": {"a": "teenager"}},
+        {"version": 1, "messages_seen": "many"},
+        [],
+    ],
+)
+def test_bad_state_is_refused(state: Any) -> None:
+    with pytest.raises(InvalidConversation):
+        ConversationScorer.from_json(state)
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        {"sender": "a", "text": "hi"},
+        {"id": "1", "sender": "a", "text": 5},
+        {"id": "", "sender": "a", "text": "hi"},
+        {"id": "1", "sender": "a", "text": "x" * 20_001},
+        "hello",
+    ],
+)
+def test_bad_message_is_refused(msg: Any) -> None:
+    with pytest.raises(InvalidConversation):
+        ConversationScorer().add(msg)
+
+
+def test_lexicon_pattern_errors() -> None:
+    for bad in ["~ secret", "secret ~", "secret ~x word", "a || b"]:
+        with pytest.raises(LexiconError):
+            compile_pattern(bad)
+    assert compile_pattern("send ~2!me photo*").search(fold("send them photos") + " ")
+    assert not compile_pattern("send ~2!me photo*").search(fold("send me photos") + " ")
+
+
+def test_model_file_round_trip_without_pickle(tmp_path: Path) -> None:
+    m = default_model()
+    assert m.tactics == TACTICS
+    p = tmp_path / "m.npz"
+    m.save(p)
+    again = TacticModel.load(p)
+    text = fold("send me a pic")
+    assert again.proba(text) == pytest.approx(m.proba(text))
+    with np.load(p, allow_pickle=False) as z:
+        assert set(z.files) == {"weights", "bias", "meta"}
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ModelError):
+        TacticModel.load(tmp_path / "bad.npz")
+
+
+# ----------------------------------------------------------------------------- HTTP
+def test_conversation_endpoint_over_http(sqlite_settings: Settings) -> None:
+    with live_server(sqlite_settings, wait_ready=False) as lv, lv.client(lv.key("match")) as c:
+        first = c.post(
+            "/v1/safety/conversation",
+            json={
+                "participants": [{"id": "kid", "age_band": "13-15"}],
+                "messages": [
+                    {"id": "m1", "sender": "x", "text": "hey how old r u"},
+                    {"id": "m2", "sender": "kid", "text": "13"},
+                ],
+            },
+        )
+        assert first.status_code == 200, first.text
+        body = first.json()
+        assert not body["flagged"] and "age" in body["tactics"]
+        assert [m["id"] for m in body["messages"]] == ["m1", "m2"]
+        nxt = c.post(
+            "/v1/safety/conversation",
+            json={
+                "state": body["state"],
+                "messages": [
+                    {
+                        "id": "m3",
+                        "sender": "x",
+                        "text": "i h4ve ur pics. pay $300 or ur friends see them",
+                    }
+                ],
+            },
+        )
+        assert nxt.status_code == 200, nxt.text
+        b2 = nxt.json()
+        assert b2["flagged"] and b2["sextortion"] and b2["flagged_at"] == "m3"
+        assert b2["messages_seen"] == 3 and "m3" in b2["evidence_message_ids"]
+        assert "threat_share" in b2["messages"][0]["tactics"]
+
+        bad_state = c.post(
+            "/v1/safety/conversation", json={"state": {"version": 7}, "messages": []}
+        )
+        assert bad_state.status_code == 422
+        assert bad_state.json()["code"] == "invalid_conversation"
+        too_long = c.post(
+            "/v1/safety/conversation",
+            json={"messages": [{"id": "1", "sender": "a", "text": "x" * 20_001}]},
+        )
+        assert too_long.status_code == 422
+        assert c.post("/v1/safety/conversation", content=b"{").status_code in (400, 415, 422)
+    with live_server(sqlite_settings, wait_ready=False) as lv, lv.client(lv.key("bank:read")) as c:
+        r = c.post("/v1/safety/conversation", json={"messages": []})
+        assert r.status_code == 403
+    assert httpx  # imported for the type of the client
