@@ -305,3 +305,20 @@ def test_conversation_endpoint_over_http(sqlite_settings: Settings) -> None:
         r = c.post("/v1/safety/conversation", json={"messages": []})
         assert r.status_code == 403
     assert httpx  # imported for the type of the client
+
+
+def test_training_fits_a_separable_toy_set(tmp_path: Path) -> None:
+    """The numpy trainer learns: a few epochs on a toy corpus separate the two kinds."""
+    from lifeguard.safety import train
+    from lifeguard.safety.model import FeatureSpec
+
+    texts = [fold(t) for t in ["add me on kik", "whats your snap", "nice goal", "see you at lunch"]]
+    y = np.zeros((4, len(TACTICS)), dtype=np.float32)
+    y[:2, TACTICS.index("isolation")] = 1.0
+    spec = FeatureSpec(dim=1 << 12)
+    w, b = train.fit(train.Sparse(texts, spec), y, spec.dim, epochs=60, lr=0.1)
+    m = TacticModel(tactics=TACTICS, weights=w, bias=b, spec=spec)
+    iso = [m.proba(t)["isolation"] for t in texts]
+    assert min(iso[:2]) > 0.5 > max(iso[2:])
+    m.save(tmp_path / "toy.npz")
+    assert TacticModel.load(tmp_path / "toy.npz").spec == spec

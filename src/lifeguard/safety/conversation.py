@@ -7,16 +7,21 @@ locally (pure Python + numpy, no network) so it can run on a device or a server.
 
 Per message, the text is folded (:mod:`lifeguard.safety.normalize`), matched against the tactic
 lexicon (:mod:`lifeguard.safety.lexicon`) and scored by the tactic model
-(:mod:`lifeguard.safety.model`). A tactic is found in a message when the model's probability,
-plus a boost when a lexicon pattern matched, reaches the tactic's threshold. The lexicon makes
-hits interpretable and catches phrasings the model is unsure of; the model can also find
-paraphrases the lexicon misses, and it keeps the lexicon from firing on look-alike ordinary
-talk (pick-ups, surprise parties, game trash talk) it was trained to ignore.
+(:mod:`lifeguard.safety.model`). A tactic is found in a message when the model's probability
+reaches the tactic's threshold, or when a lexicon pattern matched and the model does not veto it
+(probability >= ``lexicon_veto``, 0.02; threats to share images need no model agreement). In
+practice the lexicon finds and the model vetoes: the model was trained on look-alike ordinary
+talk (pick-ups, surprise parties, game trash talk) labelled as no tactic, and its own recall on
+unseen phrasings is low. Lexicon cues (advice and safety-education talk, surprises, photos of
+things, negation) cancel lexicon hits in the same message.
 
-Per conversation, found tactics combine as a noisy-or of per-tactic weights; a disclosed age gap
-raises the weight of ``age``; an age gap with secrecy and a photo request escalates; a threat to
-share images flags at once (``sextortion``), as does a claim to hold images with a payment
-demand or a deadline. ``flagged`` is ``score >= flag_threshold``.
+Per conversation, tactics are counted per sender (age questions and answers count for every
+sender) and combine as a noisy-or of per-tactic weights; the conversation's score is the highest
+sender's. A disclosed age gap raises the weight of ``age``; an age gap with secrecy and a photo
+request escalates; a threat to share images flags at once (``sextortion``), as does a claim to
+hold images with a payment demand or a deadline. When every participant with a known age is a
+minor (peers) or an adult, the grooming score is damped (x0.6). ``flagged`` is
+``score >= flag_threshold`` (0.7): in effect two tactics of which one is not just age or gifts.
 
 The state (:meth:`ConversationScorer.to_json`) holds message ids, tactic names and disclosed
 ages, never message text, so a device can persist it cheaply.

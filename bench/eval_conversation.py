@@ -1,0 +1,106 @@
+"""Evaluation report for conversation risk scoring: ``python bench/eval_conversation.py``.
+
+Prints, for the evaluation set (tests/data/conversations) and the hand-written holdout
+(tests/data/conversations_holdout): flag recall, false flags on hard negatives per category,
+per-tactic recall / precision, messages to flag, sextortion flagged at the first threat. Then the
+same without participants' age bands (to show what the bands contribute), and the time per
+message split into fold / lexicon / model / whole scorer.
+
+Options: ``--json PATH`` writes the figures; ``--repeat N`` repeats the timing pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from lifeguard.safety.conversation import ConversationScorer  # noqa: E402
+from lifeguard.safety.evaluate import format_report, load_dir, report, run  # noqa: E402
+from lifeguard.safety.lexicon import default_lexicon  # noqa: E402
+from lifeguard.safety.model import default_model  # noqa: E402
+from lifeguard.safety.normalize import fold  # noqa: E402
+
+EVAL = ROOT / "tests" / "data" / "conversations"
+HOLDOUT = ROOT / "tests" / "data" / "conversations_holdout"
+
+
+def strip_bands(convs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        dict(c, participants=[{"id": p["id"]} for p in c.get("participants", [])]) for c in convs
+    ]
+
+
+def timing(convs: list[dict[str, Any]], repeat: int) -> dict[str, float]:
+    texts = [m["text"] for c in convs for m in c["messages"]]
+    lex, model = default_lexicon(), default_model()
+    folded = [fold(t) for t in texts]
+    out: dict[str, list[float]] = {"fold": [], "lexicon": [], "model": [], "scorer": []}
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for t in texts:
+            fold(t)
+        out["fold"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for f in folded:
+            lex.hits(f)
+        out["lexicon"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for f in folded:
+            model.proba(f)
+        out["model"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for c in convs:
+            s = ConversationScorer(c.get("participants", []))
+            for m in c["messages"]:
+                s.add(m)
+        out["scorer"].append(time.perf_counter() - t0)
+    n = len(texts)
+    res = {f"{k}_ms_per_message": 1000 * statistics.median(v) / n for k, v in out.items()}
+    res["messages"] = n
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    ev, hold = load_dir(EVAL), load_dir(HOLDOUT)
+    figures: dict[str, Any] = {}
+    for name, convs in [
+        ("eval", ev),
+        ("holdout", hold),
+        ("eval_without_age_bands", strip_bands(ev)),
+        ("holdout_without_age_bands", strip_bands(hold)),
+    ]:
+        rep = report(run(convs))
+        figures[name] = rep
+        print(f"=== {name}")
+        print(format_report(rep))
+        print()
+    t = timing(ev, args.repeat)
+    figures["timing"] = t
+    print(
+        "=== time per message (median of {r} passes over {n} eval messages, {py}, {cpu}):".format(
+            r=args.repeat, n=t["messages"], py=platform.python_version(), cpu=platform.machine()
+        )
+    )
+    for k in ("fold", "lexicon", "model", "scorer"):
+        print(f"  {k:8s} {t[k + '_ms_per_message']:.3f} ms")
+    model = default_model()
+    print(f"model: {json.dumps(model.info, sort_keys=True)}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
