@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,8 @@ RNG = random.Random(99)
 
 
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[Live]:
+def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Live]:
+    monkeypatch.setenv("LIFEGUARD_EVIDENCE_KEY", base64.b64encode(os.urandom(32)).decode())
     with live_server(Settings(data_dir=tmp_path / "data")) as lv:
         yield lv
 
@@ -86,3 +88,12 @@ def test_http_bad_input_is_4xx(live: Live) -> None:
     assert r.status_code == 422
     r = admin.post("/v1/e2ee/private-matching/table", json={"pdq": []})
     assert r.status_code == 422
+
+
+def test_http_without_master_key_is_503(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LIFEGUARD_EVIDENCE_KEY", raising=False)
+    monkeypatch.delenv("LIFEGUARD_EVIDENCE_KEY_FILE", raising=False)
+    with live_server(Settings(data_dir=tmp_path / "data")) as lv:
+        admin = lv.client(lv.key("admin"))
+        r = admin.post("/v1/e2ee/private-matching/table", json={"pdq": ["ab" * 32]})
+        assert r.status_code == 503 and r.json()["code"] == "private_matching_not_configured"

@@ -7,7 +7,8 @@
 * ``POST /vouchers`` (match): the platform's relay hands over a voucher from a message.
 * ``GET /accounts/{account_id}`` (admin): what the server may know about an account.
 
-State lives in this process's memory (one replica; lost on restart): see "Missing" in the doc.
+State is in the database (migration 0009); the blinding key is sealed under a key derived from the
+evidence master key (``LIFEGUARD_EVIDENCE_KEY``): without it these endpoints answer 503.
 """
 
 from __future__ import annotations
@@ -24,12 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lifeguard.api.problems import Problem
 from lifeguard.api.routing import GuardedRoute, scoped
-from lifeguard.e2ee.private_matching import (
-    MatchingServer,
-    Params,
-    ServerKey,
-    build_table,
-)
+from lifeguard.api.state import get_state
+from lifeguard.e2ee.private_matching import MatchingServer, Params, voucher_size
+from lifeguard.e2ee.private_matching.store import PrivateMatchingService
+from lifeguard.reports.evidence import EvidenceKeyError
 
 pm = APIRouter(prefix="/v1/e2ee/private-matching", route_class=GuardedRoute)
 _lock = threading.Lock()
@@ -93,16 +92,29 @@ class PmAccountOut(BaseModel):
     synthetic_identified: int
 
 
+def _service(request: Request) -> PrivateMatchingService:
+    svc: PrivateMatchingService | None = getattr(request.app.state, "private_matching", None)
+    if svc is None:
+        with _lock:
+            svc = getattr(request.app.state, "private_matching", None)
+            if svc is None:
+                svc = PrivateMatchingService(get_state(request).db)
+                request.app.state.private_matching = svc
+    return svc
+
+
+def _not_configured(e: EvidenceKeyError) -> Problem:
+    return Problem(503, "private_matching_not_configured", e.message)
+
+
 def _server(request: Request) -> MatchingServer:
-    srv: MatchingServer | None = getattr(request.app.state, "private_matching", None)
-    if srv is None:
-        raise Problem(404, "no_table", "no private matching table has been built yet")
-    return srv
+    try:
+        return _service(request).server()[1]
+    except EvidenceKeyError as e:
+        raise _not_configured(e) from None
 
 
 def _info(srv: MatchingServer) -> dict[str, Any]:
-    from lifeguard.e2ee.private_matching import voucher_size
-
     p = srv.params
     return {
         "root": srv.table.root,
@@ -130,13 +142,16 @@ async def create_table(request: Request, body: PmTableIn) -> dict[str, Any]:
         synthetic_rate=body.synthetic_rate,
     )
 
-    def build() -> MatchingServer:
-        key = ServerKey.generate()
-        hashes = [bytes.fromhex(h) for h in body.pdq]
-        return MatchingServer(key, build_table(hashes, params, key), hashes)
+    svc = _service(request)
 
-    srv = await run_in_threadpool(build)
-    request.app.state.private_matching = srv
+    def build() -> MatchingServer:
+        svc.create_table([bytes.fromhex(h) for h in body.pdq], params)
+        return svc.server()[1]
+
+    try:
+        srv = await run_in_threadpool(build)
+    except EvidenceKeyError as e:
+        raise _not_configured(e) from None
     return _info(srv)
 
 
@@ -174,17 +189,15 @@ def get_table(request: Request) -> Response:
 )
 @scoped("match")
 async def post_voucher(request: Request, body: PmVoucherIn) -> dict[str, Any]:
-    srv = _server(request)
+    svc = _service(request)
     try:
         data = base64.b64decode(body.voucher, validate=True)
     except (binascii.Error, ValueError):
         raise Problem(422, "invalid_voucher", "voucher is not valid base64") from None
-
-    def work() -> None:
-        with _lock:  # MatchingServer is not thread-safe; the lock is taken off the event loop
-            srv.receive(body.account_id, data)
-
-    await run_in_threadpool(work)
+    try:
+        await run_in_threadpool(svc.receive, body.account_id, data)
+    except EvidenceKeyError as e:
+        raise _not_configured(e) from None
     return {"received": True}
 
 
@@ -198,9 +211,10 @@ async def post_voucher(request: Request, body: PmVoucherIn) -> dict[str, Any]:
 def account(
     request: Request, account_id: Annotated[str, Path(min_length=1, max_length=256)]
 ) -> dict[str, Any]:
-    srv = _server(request)
-    with _lock:
-        rep = srv.report(account_id)
+    try:
+        rep = _service(request).report(account_id)
+    except EvidenceKeyError as e:
+        raise _not_configured(e) from None
     return {
         "account_id": rep.account_id,
         "received": rep.received,

@@ -143,18 +143,25 @@ class MatchingServer:
         view = self.inspect(data)
         acct = self.accounts.setdefault(account_id, AccountState())
         acct.received += 1
+        self.process(acct, view)
+        return view
+
+    def process(self, acct: AccountState, view: OuterView) -> bool:
+        """Add an inspected voucher to an account's state (True when it was kept). Storage-agnostic:
+        :class:`~lifeguard.e2ee.private_matching.store.PrivateMatchingService` loads and saves
+        ``acct`` around this call."""
         if not view.outer_open or view.voucher_id in acct.opened:
-            return view
+            return False
         if view.share is None or view.share[0] == 0:
-            return view
+            return False
         if any(o.share is not None and o.share[0] == view.share[0] for o in acct.opened.values()):
-            return view  # a repeated x would break reconstruction; keep the first
+            return False  # a repeated x would break reconstruction; keep the first
         acct.opened[view.voucher_id] = view
         if acct.polynomial_secret is not None:
             self._read_inner(acct, [view])
         elif len(acct.opened) >= self.params.threshold:
             self._try_threshold(acct)
-        return view
+        return True
 
     def _try_threshold(self, acct: AccountState) -> None:
         views = list(acct.opened.values())
