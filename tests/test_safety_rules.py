@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -295,7 +296,10 @@ def test_snapshot_round_trip_resumes(tmp_path: Path) -> None:
         "child-blocks-and-reports",
     }
     assert not path.exists()  # interval not reached
-    svc.save()
+    svc.close()  # saves what changed
+    assert path.exists() and svc.saves == 1
+    svc.close()
+    assert svc.saves == 1  # nothing changed since
     before = {
         (a, b): svc.may_contact(a, b, 100).to_json()
         for a in ("adult", "k0")
@@ -317,6 +321,19 @@ def test_snapshot_round_trip_resumes(tmp_path: Path) -> None:
             [{"type": "connect", "ts": 30, "actor": "adult", "target": "k5"}, {"type": "x"}]
         )
     assert not svc2.engine.connected("adult", "k5")
+    svc2.close()
+
+
+def test_background_saver(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    svc = SafetyEngineService(load_rules(), path, snapshot_interval_s=0.05)
+    svc.ingest([{"type": "account", "ts": 0, "account": "a", "age_band": "u13"}])
+    deadline = time.monotonic() + 10
+    while not path.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert json.loads(path.read_text())["bands"] == {"a": "u13"}
+    svc.close()
 
 
 def test_snapshot_errors(tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ class Settings(BaseSettings):
         default=None, description="Contact rules (TOML). Unset: the shipped ICU F1-style defaults."
     )
     safety_snapshot_interval_s: float = Field(
-        default=5.0,
+        default=30.0,
         gt=0,
         description="Contact-rules state is saved to <data_dir>/safety/engine.json at most this often.",
     )

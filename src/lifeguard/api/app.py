@@ -31,6 +31,7 @@ from lifeguard.api.routes_private_matching import pm as private_matching
 from lifeguard.api.routes_review import review_router
 from lifeguard.api.routes_safety import safety as safety_conversation
 from lifeguard.api.routes_safety_nudity import safety as safety_nudity
+from lifeguard.api.routes_safety_rules import close_engine as close_safety_engine
 from lifeguard.api.routes_safety_rules import safety_rules
 from lifeguard.api.routes_v1 import root, v1
 from lifeguard.api.state import AppState, default_hash_threads
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, api: ApiSettings | None = None)
             yield
         finally:
             holder.pop("state", None)
+            close_safety_engine(app)
             st.close()
 
     # Uploads stay in memory up to the media size limit (they are hashed and dropped, never

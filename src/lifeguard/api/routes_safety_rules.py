@@ -8,7 +8,8 @@ per-message checks, like media matching).
   (the text is matched and dropped, never stored).
 
 The engine lives in this process's memory, loaded from ``<data_dir>/safety/engine.json`` on the
-first request and saved there at most every ``safety_snapshot_interval_s`` seconds after events.
+first request, saved there by a background thread at most every ``safety_snapshot_interval_s``
+seconds after events, and once more at shutdown (:func:`close_engine`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ def engine_service(request: Request) -> SafetyEngineService:
                 raise Problem(503, "safety_engine_unavailable", e.message) from None
             request.app.state.safety_engine = svc
         return svc
+
+
+def close_engine(app: Any) -> None:
+    """Save the engine's state and stop its saver (called when the app shuts down)."""
+    svc: SafetyEngineService | None = getattr(app.state, "safety_engine", None)
+    if svc is not None:
+        svc.close()
 
 
 def list_cache(request: Request) -> ListCache:

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
 import time
 import tomllib
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +41,7 @@ from lifeguard.safety.events import (
     parse_event,
 )
 
+log = logging.getLogger(__name__)
 DEFAULT_RULES_FILE: Final = Path(__file__).with_name("rules_default.toml")
 ACTIONS: Final = ("allow", "flag", "require_review", "restrict", "deny")
 #: Severity of an action: the decision takes the most severe action of the rules that apply.
@@ -639,17 +642,17 @@ class Engine:
     # ------------------------------------------------------------------------------ snapshots
     def snapshot(self) -> dict[str, Any]:
         """The state as JSON-ready data (a deep copy: safe to serialise while events go on)."""
-        conns = sorted((a, b) for a, bs in self.connections.items() for b in bs if a < b)
+        conns = [(a, b) for a, bs in self.connections.items() for b in bs if a < b]
         return {
             "version": SNAPSHOT_VERSION,
             "rules_digest": self.rules.digest,
             "events_applied": self.events_applied,
             "bands": dict(self.bands),
-            "connections": [list(p) for p in conns],
-            "blocks": {a: sorted(bs) for a, bs in self.blocks.items()},
+            "connections": conns,
+            "blocks": {a: list(bs) for a, bs in self.blocks.items()},
             "rate": {
                 r.id: {
-                    s: {"until": st.until, "recent": [[k, v] for k, v in st.recent.items()]}
+                    s: {"until": st.until, "recent": list(st.recent.items())}
                     for s, st in self.rate_state[i].items()
                     if st.recent or st.until
                 }
@@ -752,27 +755,33 @@ def _fmt_s(secs: float) -> str:
 
 # --------------------------------------------------------------------------------- the service
 class SafetyEngineService:
-    """An :class:`Engine` behind a lock, restored from and periodically saved to a JSON snapshot
-    file (written to a temporary file and renamed, so a crash leaves the previous snapshot)."""
+    """An :class:`Engine` behind a lock, restored from and saved to a JSON snapshot file (written
+    to a temporary file and renamed, so a crash leaves the previous snapshot). A background thread
+    saves at most every ``snapshot_interval_s`` seconds when events arrived; :meth:`close` saves
+    a last time (the API calls it at shutdown)."""
 
     def __init__(
         self,
         rules: RuleSet,
         snapshot_path: Path | None = None,
-        snapshot_interval_s: float = 5.0,
+        snapshot_interval_s: float = 30.0,
     ) -> None:
         self.engine = Engine(rules)
         self.lock = threading.Lock()
+        self._save_lock = threading.Lock()
         self.snapshot_path = snapshot_path
         self.snapshot_interval_s = snapshot_interval_s
-        self._saved_at = time.monotonic()
         self._dirty = False
+        self._stop = threading.Event()
+        self.saves = 0
         if snapshot_path is not None and snapshot_path.exists():
             try:
                 data = json.loads(snapshot_path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as e:
                 raise SnapshotError(f"{snapshot_path}: cannot read the snapshot: {e}") from None
             self.engine.restore(data)
+        if snapshot_path is not None:
+            _start_saver(self)
 
     def ingest(self, raw: Sequence[Any]) -> list[Finding]:
         """Validate the whole batch first (nothing is applied if one event is bad), then apply."""
@@ -780,7 +789,6 @@ class SafetyEngineService:
         with self.lock:
             found = self.engine.apply_all(events)
             self._dirty = True
-        self.maybe_save()
         return found
 
     def may_contact(
@@ -789,22 +797,42 @@ class SafetyEngineService:
         with self.lock:
             return self.engine.may_contact(sender, recipient, now, kind)
 
-    def maybe_save(self, force: bool = False) -> bool:
-        if self.snapshot_path is None or not self._dirty:
+    def save(self, *, only_if_changed: bool = False) -> bool:
+        """Write the snapshot (the state is copied under the lock, serialised outside it)."""
+        if self.snapshot_path is None:
             return False
-        if not force and time.monotonic() - self._saved_at < self.snapshot_interval_s:
-            return False
-        self.save()
+        with self._save_lock:
+            with self.lock:
+                if only_if_changed and not self._dirty:
+                    return False
+                data = self.engine.snapshot()
+                self._dirty = False
+            write_snapshot(self.snapshot_path, data)
+            self.saves += 1
         return True
 
-    def save(self) -> None:
-        if self.snapshot_path is None:
-            return
-        with self.lock:
-            data = self.engine.snapshot()
-            self._dirty = False
-            self._saved_at = time.monotonic()
-        write_snapshot(self.snapshot_path, data)
+    def close(self) -> None:
+        """Stop the background saver and save what changed since the last save."""
+        self._stop.set()
+        self.save(only_if_changed=True)
+
+
+def _start_saver(svc: SafetyEngineService) -> None:
+    ref = weakref.ref(svc)
+    stop, interval = svc._stop, svc.snapshot_interval_s
+
+    def run() -> None:
+        while not stop.wait(interval):
+            s = ref()
+            if s is None:
+                return
+            try:
+                s.save(only_if_changed=True)
+            except Exception:
+                log.exception("saving the contact-rules snapshot failed")
+            del s
+
+    threading.Thread(target=run, name="lifeguard-safety-snapshot", daemon=True).start()
 
 
 def write_snapshot(path: Path, data: dict[str, Any]) -> None:
