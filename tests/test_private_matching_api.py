@@ -90,10 +90,17 @@ def test_http_bad_input_is_4xx(live: Live) -> None:
     assert r.status_code == 422
 
 
-def test_http_without_master_key_is_503(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_http_without_master_key_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("LIFEGUARD_EVIDENCE_KEY", raising=False)
     monkeypatch.delenv("LIFEGUARD_EVIDENCE_KEY_FILE", raising=False)
     with live_server(Settings(data_dir=tmp_path / "data")) as lv:
+        admin = lv.client(lv.key("admin"))
+        r = admin.post("/v1/e2ee/private-matching/table", json={"pdq": ["ab" * 32]})
+        assert r.status_code == 403 and r.json()["code"] == "private_matching_disabled"
+    monkeypatch.setenv("LIFEGUARD_EVIDENCE_KEY", "not base64!")
+    with live_server(Settings(data_dir=tmp_path / "data2")) as lv:
         admin = lv.client(lv.key("admin"))
         r = admin.post("/v1/e2ee/private-matching/table", json={"pdq": ["ab" * 32]})
         assert r.status_code == 503 and r.json()["code"] == "private_matching_not_configured"

@@ -8,13 +8,15 @@
 * ``GET /accounts/{account_id}`` (admin): what the server may know about an account.
 
 State is in the database (migration 0009); the blinding key is sealed under a key derived from the
-evidence master key (``LIFEGUARD_EVIDENCE_KEY``): without it these endpoints answer 503.
+evidence master key (``LIFEGUARD_EVIDENCE_KEY``): without one they answer 403
+``private_matching_disabled`` (503 when a key is configured but unusable).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import os
 import threading
 from typing import Annotated, Any
 
@@ -28,7 +30,7 @@ from lifeguard.api.routing import GuardedRoute, scoped
 from lifeguard.api.state import get_state
 from lifeguard.e2ee.private_matching import MatchingServer, Params, voucher_size
 from lifeguard.e2ee.private_matching.store import PrivateMatchingService
-from lifeguard.reports.evidence import EvidenceKeyError
+from lifeguard.reports.evidence import KEY_ENV, KEY_FILE_ENV, EvidenceKeyError
 
 pm = APIRouter(prefix="/v1/e2ee/private-matching", route_class=GuardedRoute)
 _lock = threading.Lock()
@@ -104,6 +106,10 @@ def _service(request: Request) -> PrivateMatchingService:
 
 
 def _not_configured(e: EvidenceKeyError) -> Problem:
+    # No master key at all: the feature is off (the API's own refusal, as for franking). A key that
+    # is configured but unusable: the server is misconfigured.
+    if not (os.environ.get(KEY_ENV, "").strip() or os.environ.get(KEY_FILE_ENV, "").strip()):
+        return Problem(403, "private_matching_disabled", f"private matching is off: {e.message}")
     return Problem(503, "private_matching_not_configured", e.message)
 
 
