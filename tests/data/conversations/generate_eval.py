@@ -2,7 +2,8 @@
 
 Writes ``eval_templated.jsonl`` (from the phrase banks below) and ``eval_handwritten.jsonl``
 (from ``handwritten.txt``), and ``../conversations_holdout/holdout.jsonl`` (from
-``holdout.txt``, a second hand-written set kept out of all tuning). The banks here were written separately from the training banks in
+``holdout.txt``, a hand-written set kept out of tuning) and
+``../conversations_holdout2/holdout2.jsonl`` (a third, written before a second round of changes). The banks here were written separately from the training banks in
 ``src/lifeguard/safety/training/corpus.py``: different phrasings, slot values and scripts, so the
 model is evaluated on text it was not trained on. All fixtures are NON-EXPLICIT (tactics only).
 """
@@ -320,7 +321,12 @@ def main() -> None:
         hold / "holdout.jsonl",
         parse_handwritten((hold / "holdout.txt").read_text(encoding="utf-8")),
     )
-    print(json.dumps({"templated": n, "handwritten": m, "holdout": k}))
+    hold2 = HERE.parent / "conversations_holdout2"
+    k2 = write_jsonl(
+        hold2 / "holdout2.jsonl",
+        parse_handwritten((hold2 / "holdout2.txt").read_text(encoding="utf-8")),
+    )
+    print(json.dumps({"templated": n, "handwritten": m, "holdout": k, "holdout2": k2}))
 
 
 if __name__ == "__main__":
