@@ -47,10 +47,8 @@ MIN_HASHABLE_DIM = 5
 _OUT = 64  # side of the downsampled buffer
 _DCT = 16  # side of the DCT output kept
 
-# Luma weights. pdqhash's bindings compute 0.299 R + 0.587 G + 0.114 B in float64 and round the result to
-# float32 (the C++ ``fillFloatLumaFromRGB`` with float weights is not used by them).
-_LUMA64 = np.array([0.299, 0.587, 0.114], dtype=np.float64)
-_LUMA32 = _LUMA64.astype(np.float32)
+# Luma weights x 1000 (see :func:`luma`).
+_LUMA_MILLI = np.array([299.0, 587.0, 114.0], dtype=np.float32)
 
 _HEX_ZERO = "0" * 64
 
@@ -122,15 +120,18 @@ def _check_pixels(pixels: npt.NDArray[np.uint8]) -> None:
         raise MediaError(f"PDQ needs RGB pixels of shape (H, W, 3), got {pixels.shape}")
 
 
-def luma(pixels: npt.NDArray[np.uint8], *, exact: bool = False) -> npt.NDArray[np.float32]:
-    """(H, W) float32 luma 0.299 R + 0.587 G + 0.114 B.
+def luma(pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    """(H, W) float32 luma, bit-identical to ``pdqhash``'s bindings, which compute
+    0.299 R + 0.587 G + 0.114 B in float64 and round to float32.
 
-    ``exact=False`` (default): one uint8 @ float32 product (about 5x cheaper); about 3 in 4 values are
-    bit-identical to the reference's gray and the rest differ by one float32 ulp. ``exact=True``:
-    computed in float64 and rounded to float32 as ``pdqhash``'s bindings do (bit-identical gray)."""
-    if exact:
-        return (pixels @ _LUMA64).astype(np.float32)
-    return pixels @ _LUMA32
+    Computed as N / 1000 in float32 with N = 299 R + 587 G + 114 B: N is an integer below 2**24, so the
+    uint8 @ float32 product is exact whatever the summation order, and IEEE division rounds N / 1000
+    correctly; the float64 sum is within 1e-13 of N / 1000 and no such quotient lies that close to a
+    float32 rounding boundary, so both round to the same float32 (checked over all 2**24 RGB triplets
+    in tests/test_pdq_numpy.py)."""
+    gray = pixels @ _LUMA_MILLI
+    gray /= np.float32(1000.0)
+    return np.asarray(gray, dtype=np.float32)
 
 
 def downsample64(gray: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -196,32 +197,30 @@ def dct16_dihedrals(dct: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32
     ]
 
 
-def _dct_and_quality(
-    pixels: npt.NDArray[np.uint8], exact_luma: bool
-) -> tuple[npt.NDArray[np.float32], int] | None:
+def _dct_and_quality(pixels: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], int] | None:
     _check_pixels(pixels)
     h, w, _ = pixels.shape
     if h < MIN_HASHABLE_DIM or w < MIN_HASHABLE_DIM:
         return None
-    buffer64 = downsample64(luma(pixels, exact=exact_luma))
+    buffer64 = downsample64(luma(pixels))
     return dct16(buffer64), quality_metric(buffer64)
 
 
-def pdq_numpy(pixels: npt.NDArray[np.uint8], *, exact_luma: bool = False) -> tuple[str, int]:
-    """PDQ (64 hex digits, quality 0..100) of RGB (H, W, 3) uint8 pixels, like ``pdqhash.compute``."""
-    res = _dct_and_quality(pixels, exact_luma)
+def pdq_numpy(pixels: npt.NDArray[np.uint8]) -> tuple[str, int]:
+    """PDQ (64 hex digits, quality 0..100) of RGB (H, W, 3) uint8 pixels, like ``pdqhash.compute``.
+
+    Any strides are accepted (views, crops, flips)."""
+    res = _dct_and_quality(pixels)
     if res is None:
         return _HEX_ZERO, 0
     dct, quality = res
     return pdq_bits(dct), quality
 
 
-def pdq_dihedral_numpy(
-    pixels: npt.NDArray[np.uint8], *, exact_luma: bool = False
-) -> tuple[list[str], int]:
+def pdq_dihedral_numpy(pixels: npt.NDArray[np.uint8]) -> tuple[list[str], int]:
     """The 8 dihedral PDQ hashes (order: ``DIHEDRAL_NAMES``) and the quality, from one DCT,
     like ``pdqhash.compute_dihedral``."""
-    res = _dct_and_quality(pixels, exact_luma)
+    res = _dct_and_quality(pixels)
     if res is None:
         return [_HEX_ZERO] * 8, 0
     dct, quality = res
