@@ -220,6 +220,22 @@ def test_rate_window_slides() -> None:
     assert e.apply(ev("contact_request", 24.5 * H + 1, "adult", "k6")) != []
 
 
+def test_late_events_and_compaction() -> None:
+    kids = [(f"k{i}", "u13") for i in range(10)]
+    e = engine_with(("adult", "adult"), *kids)
+    for i in range(5):
+        e.apply(ev("contact_request", 10 * H + i, "adult", f"k{i}"))
+    e.apply(ev("contact_request", 1 * H, "adult", "k0"))  # late: k0 keeps its later time
+    assert e.rate_state[0]["adult"].recent["k0"] == 10 * H
+    e.apply(ev("report", 5 * H, "k1", "adult"))
+    e.apply(ev("report", 2 * H, "k1", "adult"))  # late duplicate report: same points, later time
+    assert e.risk("adult", 6 * H) == {"child-blocks-and-reports": 25}
+    assert e.compact(11 * H) == 0  # everything still in its window
+    assert e.compact(5 * H + 30 * 86400) == 3  # two rate counters and the risk are stale
+    assert e.rate_state[0] == {} and e.risk_state[0] == {}
+    assert e.may_contact("adult", "k9", 5 * H + 30 * 86400, "contact_request").allowed
+
+
 def test_child_blocks_and_reports_raise_risk() -> None:
     e = engine_with(
         ("adult", "adult"), ("k1", "u13"), ("k2", "13-15"), ("k3", "16-17"), ("a2", "adult")

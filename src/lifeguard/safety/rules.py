@@ -500,9 +500,9 @@ class Engine:
                 if first > cutoff:
                     break
                 recent.popitem(last=False)
-            if recipient in recent:
-                recent.move_to_end(recipient)
-            recent[recipient] = ts
+            last = recent.pop(recipient, None)
+            # Latest contact last; a late event does not move a recipient back in time.
+            recent[recipient] = ts if last is None or ts > last else last
             n = len(recent)
             if n > r.max_recipients:
                 was_active = st.until > ts
@@ -540,7 +540,7 @@ class Engine:
             old = st.recent.pop(key, None)
             if old is not None:
                 st.score -= old[1]
-            st.recent[key] = (ts, pts)
+            st.recent[key] = (ts if old is None or ts > old[0] else old[0], pts)
             st.score += pts
             level = _level(r, st.score)
             if level > st.level:
@@ -710,6 +710,35 @@ class Engine:
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise SnapshotError(f"malformed safety snapshot: {type(e).__name__}: {e}") from None
 
+    def compact(self, now: float) -> int:
+        """Drop counters that can no longer affect a decision (window empty, hold over). Returns
+        how many were dropped."""
+        dropped = 0
+        for i, r in enumerate(self._rate):
+            states = self.rate_state[i]
+            cutoff = now - r.window
+            stale = [
+                s
+                for s, st in states.items()
+                if st.until <= now
+                and (not st.recent or next(reversed(st.recent.values())) <= cutoff)
+            ]
+            for s in stale:
+                del states[s]
+            dropped += len(stale)
+        for i, k in enumerate(self._risk):
+            rstates = self.risk_state[i]
+            cutoff = now - k.window
+            rstale = [
+                s
+                for s, st in rstates.items()
+                if not st.recent or max(ts for ts, _ in st.recent.values()) <= cutoff
+            ]
+            for s in rstale:
+                del rstates[s]
+            dropped += len(rstale)
+        return dropped
+
     def stats(self) -> dict[str, int]:
         return {
             "accounts": len(self.bands),
@@ -805,6 +834,7 @@ class SafetyEngineService:
             with self.lock:
                 if only_if_changed and not self._dirty:
                     return False
+                self.engine.compact(time.time())
                 data = self.engine.snapshot()
                 self._dirty = False
             write_snapshot(self.snapshot_path, data)
