@@ -1,7 +1,7 @@
 """Evaluation report for conversation risk scoring: ``python bench/eval_conversation.py``.
 
 Prints, for the evaluation set (tests/data/conversations) and the hand-written holdouts
-(tests/data/conversations_holdout, _holdout2): flag recall, false flags on hard negatives per category,
+(tests/data/conversations_holdout, _holdout2, _holdout3): flag recall, false flags on hard negatives per category,
 per-tactic recall / precision, messages to flag, sextortion flagged at the first threat. Then the
 same without participants' age bands (to show what the bands contribute), and the time per
 message split into fold / lexicon / model / whole scorer.
@@ -32,6 +32,7 @@ from lifeguard.safety.normalize import fold  # noqa: E402
 EVAL = ROOT / "tests" / "data" / "conversations"
 HOLDOUT = ROOT / "tests" / "data" / "conversations_holdout"
 HOLDOUT2 = ROOT / "tests" / "data" / "conversations_holdout2"
+HOLDOUT3 = ROOT / "tests" / "data" / "conversations_holdout3"
 
 
 def strip_bands(convs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -75,15 +76,17 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    ev, hold, hold2 = load_dir(EVAL), load_dir(HOLDOUT), load_dir(HOLDOUT2)
+    ev = load_dir(EVAL)
+    hold, hold2, hold3 = load_dir(HOLDOUT), load_dir(HOLDOUT2), load_dir(HOLDOUT3)
     figures: dict[str, Any] = {}
     for name, convs in [
         ("eval", ev),
         ("holdout", hold),
         ("holdout2", hold2),
-        ("both_holdouts", hold + hold2),
+        ("holdout3", hold3),
+        ("all_holdouts", hold + hold2 + hold3),
         ("eval_without_age_bands", strip_bands(ev)),
-        ("holdout_without_age_bands", strip_bands(hold)),
+        ("all_holdouts_without_age_bands", strip_bands(hold + hold2 + hold3)),
     ]:
         rep = report(run(convs))
         figures[name] = rep
