@@ -415,6 +415,8 @@ class Engine:
         self.rate_state: list[dict[str, _RateState]] = [{} for _ in self._rate]
         self.risk_state: list[dict[str, _RiskState]] = [{} for _ in self._risk]
         self.events_applied = 0
+        #: The latest event time seen (the engine's clock for compaction).
+        self.latest_ts = 0.0
 
     # -------------------------------------------------------------------------- state helpers
     def band(self, account: str) -> str:
@@ -440,6 +442,8 @@ class Engine:
     def apply(self, ev: Event) -> list[Finding]:
         """Update the state with one event; return what it triggered (usually nothing)."""
         self.events_applied += 1
+        if ev.ts > self.latest_ts:
+            self.latest_ts = ev.ts
         t = ev.type
         if t == "message" or t == "contact_request":
             return self._contact(ev) if self._rate_by_kind[t] else []
@@ -647,6 +651,7 @@ class Engine:
             "version": SNAPSHOT_VERSION,
             "rules_digest": self.rules.digest,
             "events_applied": self.events_applied,
+            "latest_ts": self.latest_ts,
             "bands": dict(self.bands),
             "connections": conns,
             "blocks": {a: list(bs) for a, bs in self.blocks.items()},
@@ -705,6 +710,7 @@ class Engine:
                     states[str(s)] = st
                 self.risk_state[i] = states
             self.events_applied = int(data.get("events_applied", 0))
+            self.latest_ts = float(data.get("latest_ts", 0.0))
         except SnapshotError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -834,7 +840,8 @@ class SafetyEngineService:
             with self.lock:
                 if only_if_changed and not self._dirty:
                     return False
-                self.engine.compact(time.time())
+                # By event time, not wall time: replayed or delayed streams keep their counters.
+                self.engine.compact(self.engine.latest_ts)
                 data = self.engine.snapshot()
                 self._dirty = False
             write_snapshot(self.snapshot_path, data)
