@@ -82,9 +82,16 @@ def main() -> int:
     started = datetime.now(UTC)
     load0 = os.getloadavg()
     t_all = time.perf_counter()
-    sets: dict[str, list[Path]] = {"photos": photos, "reference images": refs}
+    kodak = [p for p in photos if p.parent.name == "kodak"]
+    sets: dict[str, list[Path]] = {
+        "photos": photos,
+        "Kodak 768x512 (a subset of photos)": kodak,
+        "reference images": refs,
+    }
     summary: list[str] = []
     for name, files in sets.items():
+        if not files:
+            continue
         d_fast: Counter[int] = Counter()
         d_dih: Counter[int] = Counter()  # max over the 8 variants, per image
         q_fast = q_dih = 0

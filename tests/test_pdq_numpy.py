@@ -20,6 +20,7 @@ from lifeguard.signals.pdq import DIHEDRAL_NAMES, bits_to_hex, hamming
 from lifeguard.signals.pdq_numpy import (
     axis_operator,
     dct16,
+    dct16_dihedrals,
     decimation_indices,
     downsample64,
     jarosz_window,
@@ -218,8 +219,10 @@ def test_dct_is_close_to_the_reference_float_dct_and_bits_follow_it(path: Path) 
     scale = float(np.abs(ref_dct).max())
     np.testing.assert_allclose(ours, ref_dct, rtol=0, atol=1e-5 * scale)
     assert quality_metric(buf) == q_ref
-    # bit extraction alone is exact: on the reference's own DCT it gives the reference's hash
+    # bit extraction and the dihedral sign tables alone are exact: on the reference's own DCT they
+    # give the reference's hashes bit for bit
     assert pdq_bits(ref_dct) == _ref(px)[0]
+    assert [pdq_bits(d) for d in dct16_dihedrals(ref_dct)] == _ref_dihedral(px)[0]
 
 
 @pytest.mark.parametrize("path", KODAK + CLOTHING, ids=lambda p: p.name[:12])
