@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 
 from lifeguard.errors import ImportFormatError, NotFound
+from lifeguard.reports.models import AuditRecord
 from lifeguard.safety.lists import ListCache, SafetyLists
 from lifeguard.safety.models import SafetyListEntry, SafetyListImport
 from lifeguard.safety.urls import (
@@ -214,6 +216,16 @@ def test_replace_removes_what_the_file_no_longer_has(db: Database) -> None:
     assert (r.added, r.duplicates, r.removed) == (1, 1, 2)
     exported = "".join(lists.export_lines("iwf"))
     assert "a.example/1" not in exported and "b.example" not in exported
+    with db.session() as s:
+        recs = s.execute(
+            select(AuditRecord).where(AuditRecord.action == "safety_list_import")
+        ).scalars()
+        details = [json.loads(r.details_json) for r in recs]
+    assert [(d["mode"], d["added"], d["removed"]) for d in details] == [
+        ("add", 3, 0),
+        ("replace", 1, 2),
+    ]
+    assert "a.example" not in json.dumps(details)  # counts only, never entries
     assert exported.splitlines()[1:] == ["a.example/2\tpage", "a.example/3\tpage"]
 
 

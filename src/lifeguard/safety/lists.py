@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lifeguard.banks.formats import LineReader, base_name, clip
 from lifeguard.errors import Conflict, ImportFormatError, LifeguardError, NotFound
+from lifeguard.reports import audit
 from lifeguard.safety.keywords import InvalidKeyword, KeywordMatcher, parse_keyword
 from lifeguard.safety.models import (
     SafetyList,
@@ -212,11 +214,19 @@ class SafetyLists:
                 for r in rows
             ]
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, actor: str = "cli") -> None:
         with self.db.session() as s:
             row = self._row(s, name, lock=True)
-            s.execute(delete(SafetyListEntry).where(SafetyListEntry.list_id == row.id))
+            n = s.execute(delete(SafetyListEntry).where(SafetyListEntry.list_id == row.id))
             s.delete(row)
+            audit.record(
+                s,
+                actor=actor,
+                action="safety_list_delete",
+                subject_type="safety_list",
+                subject_id=name,
+                details={"kind": row.kind, "entries": int(getattr(n, "rowcount", 0) or 0)},
+            )
 
     def imports(self, name: str, limit: int = 20) -> list[dict[str, Any]]:
         """The list's latest import jobs, newest first."""
@@ -272,9 +282,11 @@ class SafetyLists:
         description: str = "",
         source_name: str | None = None,
         max_rejections: int = 1000,
+        actor: str = "cli",
     ) -> ListImportResult:
         """Import ``source`` into list ``name`` in one transaction. The list is created when
-        missing (``kind`` needed then; given for an existing list, it must agree)."""
+        missing (``kind`` needed then; given for an existing list, it must agree). The import is
+        recorded in the audit log (counts only, not the entries) by ``actor``."""
         check_name(name)
         check_category(category)
         if kind is not None and kind not in LIST_KINDS:
@@ -283,8 +295,14 @@ class SafetyLists:
             src = base_name(lines.name)[-512:]
             try:
                 return self._import(
-                    name, lines, src, kind, replace, category, description, max_rejections
+                    name, lines, src, kind, replace, category, description, max_rejections, actor
                 )
+            except IntegrityError:
+                # Another import created the same list at the same moment.
+                self._record_failure(name, src, replace, lines.line_no, RuntimeError("conflict"))
+                raise Conflict(
+                    f"safety list {name!r} was changed by a concurrent import; retry"
+                ) from None
             except BaseException as e:
                 self._record_failure(name, src, replace, lines.line_no, e)
                 raise
@@ -299,6 +317,7 @@ class SafetyLists:
         category: str,
         description: str,
         keep: int,
+        actor: str,
     ) -> ListImportResult:
         with self.db.session() as s:
             row = s.execute(
@@ -403,6 +422,23 @@ class SafetyLists:
                     .where(SafetyList.id == list_id)
                     .values(rev=SafetyList.rev + 1, updated_at=now)
                 )
+            audit.record(
+                s,
+                actor=actor,
+                action="safety_list_import",
+                subject_type="safety_list",
+                subject_id=name,
+                details={
+                    "job_id": job_id,
+                    "source": src,
+                    "mode": "replace" if replace else "add",
+                    "lines": lines.line_no,
+                    "added": added,
+                    "duplicates": duplicates,
+                    "removed": removed,
+                    "rejected": rejected,
+                },
+            )
             s.execute(
                 update(SafetyListImport)
                 .where(SafetyListImport.id == job_id)
