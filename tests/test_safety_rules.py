@@ -256,6 +256,9 @@ def test_child_blocks_and_reports_raise_risk() -> None:
     # 30 days later the points have expired
     assert e.may_contact("adult", "k3", 51 + 30 * 86400).allowed
     assert e.risk("adult", 51 + 30 * 86400) == {}
+    # asking about a later time changed nothing: now is still restricted
+    assert e.may_contact("adult", "k3", 60).action == "restrict"
+    assert e.risk("adult", 60) == {"child-blocks-and-reports": 85}  # 25 + 10 + 25 + 25
 
 
 def test_custom_rules_connected_and_actions() -> None:

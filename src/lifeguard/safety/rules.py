@@ -619,28 +619,27 @@ class Engine:
                 or not (k.connected is None or k.connected == conn)
             ):
                 continue
-            if ks.recent and next(iter(ks.recent.values()))[0] <= now - k.window:
-                _prune_risk(ks, now - k.window)
-                ks.level = _level(k, ks.score)
-            if ks.level >= 0:
-                th = k.thresholds[ks.level]
-                reasons.append(Reason(k.id, th.action, f"sender's risk {ks.score:g} >= {th.at:g}"))
+            score = _score_at(ks, now - k.window)
+            level = _level(k, score)
+            if level >= 0:
+                th = k.thresholds[level]
+                reasons.append(Reason(k.id, th.action, f"sender's risk {score:g} >= {th.at:g}"))
         if not reasons:
             return ALLOW
         action = max((r.action for r in reasons), key=SEVERITY.__getitem__)
         return Decision(action in ALLOWING, action, tuple(reasons))
 
     def risk(self, account: str, now: float | None = None) -> dict[str, float]:
-        """The account's current risk score per risk rule (rules where it has none are omitted)."""
+        """The account's risk score at ``now`` per risk rule (rules where it has none are
+        omitted). Reads only: a query about another time changes nothing."""
         now = time.time() if now is None else now
         out: dict[str, float] = {}
         for i, k in enumerate(self._risk):
             st = self.risk_state[i].get(account)
             if st is not None:
-                _prune_risk(st, now - k.window)
-                st.level = _level(k, st.score)
-                if st.recent:
-                    out[k.id] = st.score
+                score = _score_at(st, now - k.window)
+                if score > 0:
+                    out[k.id] = score
         return out
 
     # ------------------------------------------------------------------------------ snapshots
@@ -771,6 +770,14 @@ def _prune_risk(st: _RiskState, cutoff: float) -> None:
         st.score -= p
     if not recent:
         st.score = 0.0
+
+
+def _score_at(st: _RiskState, cutoff: float) -> float:
+    """The score counting only points newer than ``cutoff`` (without changing ``st``)."""
+    recent = st.recent
+    if not recent or next(iter(recent.values()))[0] > cutoff:
+        return st.score
+    return sum(p for ts, p in recent.values() if ts > cutoff)
 
 
 def _level(r: RiskRule, score: float) -> int:
