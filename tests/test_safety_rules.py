@@ -143,6 +143,7 @@ def test_event_validation() -> None:
         ({"type": "message", "ts": 1, "actor": "", "target": "b"}, "actor"),
         ({"type": "message", "ts": 1, "actor": "a", "target": "b", "text": "hi"}, "unknown field"),
         ({"type": "account", "ts": 1, "account": "a", "age_band": "12"}, "age band"),
+        ({"type": "block", "ts": time.time() + 2 * 86400, "actor": "a", "target": "b"}, "future"),
     ):
         with pytest.raises(InvalidEvent, match=msg):
             parse_event(bad, 3)

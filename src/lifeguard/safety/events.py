@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -50,6 +51,8 @@ EVENT_TYPES: Final = ("account", *PAIR_TYPES)
 #: Events a sender initiates towards a recipient (what ``deny_contact`` and ``rate`` rules govern).
 CONTACT_TYPES: Final = ("contact_request", "message")
 MAX_ID = 256
+#: Events may be at most this far ahead of this machine's clock.
+MAX_FUTURE_S: Final = 86400.0
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PAIR_FIELDS: Final = frozenset({"type", "ts", "actor", "target"})
 _ACCOUNT_FIELDS: Final = frozenset({"type", "ts", "account", "age_band"})
@@ -136,6 +139,9 @@ def parse_event(d: Mapping[str, Any], index: int | None = None) -> Event:
         if kind not in _TYPES:
             raise InvalidEvent(f"type: {kind!r} is not one of {', '.join(EVENT_TYPES)}")
         ts = parse_ts(d.get("ts"))
+        if ts > time.time() + MAX_FUTURE_S:
+            # A far-future time would expire every window it touches.
+            raise InvalidEvent(f"ts: {d.get('ts')!r} is more than a day in the future")
         if kind == "account":
             extra = d.keys() - _ACCOUNT_FIELDS
             if extra:
