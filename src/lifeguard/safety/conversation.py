@@ -134,10 +134,13 @@ class ScoringConfig:
     adult_damping: float = 0.6  # grooming score x this when every known age is an adult's
     # A lexicon hit counts only when the model gives the tactic at least this probability
     # (the model vetoes look-alike ordinary talk); threats to share count on the lexicon alone.
-    lexicon_veto: float = 0.02
+    lexicon_veto: float = 0.05
     lexicon_veto_by_tactic: Mapping[str, float] = field(
         default_factory=lambda: {"threat_share": 0.0}
     )
+    # Tactics the model may find on its own (without a lexicon hit): all but threats, whose
+    # false alarms flag a conversation at once.
+    model_alone: frozenset[str] = frozenset(TACTICS) - {"threat_share"}
     level_thresholds: tuple[float, float] = (0.2, 0.45)
 
 
@@ -246,7 +249,7 @@ class ConversationScorer:
             s = p + (boost if t in lex else 0.0)
             strength[t] = min(1.0, s)
             thr = self.model.thresholds.get(t, self.config.default_threshold)
-            if s >= thr or (t in lex and p >= veto):
+            if (s >= thr and t in self.config.model_alone) or (t in lex and p >= veto):
                 found.append(t)
         return found, strength, folded
 

@@ -346,11 +346,6 @@ def build(seed: int = 1) -> list[dict[str, Any]]:
     )
 
 
-if __name__ == "__main__":
-    n = write_jsonl(TRAIN_PATH, build())
-    print(f"wrote {n} conversations to {TRAIN_PATH}")
-
-
 # --------------------------------------------------------------------------- more phrasings
 # Added after the first evaluation run showed the model generalising poorly from ~10 lines a
 # tactic. Written as general paraphrases of each tactic (not copied from the evaluation banks).
@@ -623,3 +618,221 @@ SLOTS["amount"].extend(["$75", "2000", "$600", "100 dollars", "£120"])
 SLOTS["dur"].extend(["15 minutes", "tonight", "till midnight", "5 hours", "one hour"])
 SLOTS["rel"].extend(["whole family", "cousins", "grandma", "classmates"])
 SLOTS["pay"].extend(["zelle", "google play cards", "crypto", "apple cards"])
+
+
+# ---------------------------------------------------------------- second round of phrasings
+# Added after holdouts 1-3 had been used (they are spent: these lines may echo them). The fourth
+# holdout was written only after this round was frozen.
+MORE2: dict[str, list[str]] = {
+    "age": [
+        "ur age pls",
+        "how many years old r u",
+        "u must be like {kid_age}",
+        "r u a teen yet",
+        "what school year r u",
+        "bet ur still in junior school",
+        "we're a few years apart but who cares",
+        "how old r u turning",
+        "u sound young lol how old",
+        "are u still at school",
+    ],
+    "secrecy": [
+        "let's keep it low key, nobody else",
+        "ur mum doesn't have to hear about this",
+        "dont breathe a word",
+        "not a word to anyone",
+        "wipe the chat tonight",
+        "it'll be our thing",
+        "say ur talking to a friend from school",
+        "lie if they ask who i am",
+        "dont tell ur friends, they'll spread it",
+        "come on ur own, dont bring anyone",
+        "mute me so no one sees the notifications",
+        "we'd have to keep it quiet",
+        "its only weird if u tell people",
+        "ur parents cant come, just u",
+    ],
+    "isolation": [
+        "when r u home by urself",
+        "r ur parents out tonight",
+        "does ur dad work nights",
+        "so it's just u in the house?",
+        "ur mates dont even text u back",
+        "they'll never understand u like me",
+        "ditch them, u've got me",
+        "install {app} and message me there",
+        "my {app} is better for chatting",
+        "this site logs everything, go to {app}",
+        "give me ur digits",
+        "text me instead",
+        "got a number i can text",
+        "voice chat without the mods",
+        "u dont deserve how they treat u",
+        "ive got u, thats all u need",
+    ],
+    "photo_request": [
+        "send me something cute",
+        "can i get a pic",
+        "i wanna see ur face",
+        "pic of u now?",
+        "u should send me ur photos",
+        "take one for me rn",
+        "cam?",
+        "call me on video",
+        "let me see u, just once",
+        "send a full pic",
+        "rate ur selfie? send it",
+        "need photos of u for my portfolio",
+        "video chat later?",
+    ],
+    "sexualisation": [
+        "ur stunning",
+        "u have lovely eyes",
+        "ur way too pretty to be single",
+        "ur into older guys?",
+        "kids ur age dont get u",
+        "u could be a model honestly",
+        "i'd date u if u were older",
+        "ur perfect the way u are",
+        "has anyone told u how beautiful u are",
+        "u must get loads of attention from boys",
+        "i like mature girls like u",
+        "hello gorgeous",
+        "sweetie",
+        "u play like someone much older",
+    ],
+    "gifts": [
+        "ill send u a little something",
+        "i'll buy u whatever u want",
+        "fancy some free {gift}?",
+        "money's no problem for me",
+        "ill sort u out with {gift}",
+        "i'll give u cash for it",
+        "pressie for u",
+        "i'll pay ur fare",
+        "want 1000 {gift}?",
+    ],
+    "meeting": [
+        "i could come over",
+        "need a lift home?",
+        "ill drive u",
+        "stay at my place",
+        "u can come to mine",
+        "ill wait at ur bus stop",
+        "come to my studio",
+        "lets meet at the shops",
+        "ill be outside ur school",
+        "where's ur nearest park",
+        "ill come pick u up in my car",
+        "when can we meet face to face",
+        "u could come ride with me one day",
+        "one to one, just the two of us",
+        "come to the shoot alone",
+    ],
+    "threat_share": [
+        "ur mum is going to see this",
+        "im leaking it",
+        "it'll be all over the internet",
+        "ill ruin ur life",
+        "ill put it on ur school's page",
+        "ur coach will get a copy",
+        "ur followers will love this",
+        "think ur dad wants to see?",
+        "everyone will know what u did",
+        "ill send it to ur whole contact list",
+        "ur teachers are getting this",
+        "would be a shame if ur {rel} saw this",
+        "im going to ruin u",
+        "ur life is over when this gets out",
+        "ur {rel} sees everything",
+    ],
+    "payment_demand": [
+        "paypal me {amount}",
+        "where's my money",
+        "{amount}, no excuses",
+        "pay or it happens",
+        "i need the money",
+        "get the cash from somewhere",
+        "send gift cards",
+        "u wont pay? fine",
+    ],
+    "deadline": [
+        "u've got {dur}",
+        "{dur} left",
+        "u have until {dur}",
+        "waiting. {dur}",
+        "no more time",
+        "last warning",
+        "2 hrs left",
+    ],
+    "claims_images": [
+        "i've got ur video",
+        "i kept everything u sent",
+        "i saved the call",
+        "i have screenshots of u",
+        "i recorded everything",
+        "got all ur pics right here",
+        "check ur dms, see what i have",
+    ],
+}
+MORE2_NEGATIVE: dict[str, dict[str, list[str]]] = {
+    "parent_pickup": {
+        "tempting_a": [
+            "ill collect u from the station",
+            "ur on ur own till 6, lock up",
+            "keep the present a secret from ur brother",
+            "send me a pic of the form",
+            "need a lift home?",
+            "im outside ur school",
+            "grandad is picking u up",
+            "act surprised when u see the cake",
+        ],
+        "tempting_b": ["can u get me from town", "can i stay at ella's"],
+    },
+    "teen_flirt": {
+        "tempting_a": ["ur so pretty", "whats ur discord", "i want to see u at the party"],
+        "tempting_b": ["no u", "ok fine", "ur cute"],
+    },
+    "sex_ed": {
+        "tempting_a": [
+            "groomers may ask ur age or offer gifts",
+            "sextortion means threatening to share images for money",
+            "the advice is dont pay and report",
+            "some people online lie about their age",
+            "if someone asks to meet, tell a trusted adult",
+        ],
+        "tempting_b": ["can photos be removed", "what if they already have pictures"],
+    },
+    "gaming": {
+        "tempting_a": [
+            "pay me 5k coins or ur out the clan",
+            "clipped ur fail lol sending it to the squad",
+            "u have till tomorrow to get the loot",
+            "everyone saw u die lmao",
+        ],
+        "tempting_b": ["delete that clip", "fine ill pay"],
+    },
+    "adult_chat": {
+        "tempting_a": [
+            "send me a photo of ur id for the booking",
+            "deposit by tonight pls",
+            "sending the wedding pics to the family chat",
+            "meet at the pub after work",
+            "dont tell the others, just us for a quiet drink",
+        ],
+        "tempting_b": ["everyone will love them", "ill transfer it now"],
+    },
+}
+for _t, _lines in MORE2.items():
+    if _t in BANKS["tactics"]:
+        BANKS["tactics"][_t].extend(_lines)
+    else:
+        BANKS["sextortion"][_t].extend(_lines)
+for _cat, _parts in MORE2_NEGATIVE.items():
+    for _k, _lines in _parts.items():
+        BANKS["hard_negatives"][_cat][_k].extend(_lines)
+
+
+if __name__ == "__main__":
+    n = write_jsonl(TRAIN_PATH, build())
+    print(f"wrote {n} conversations to {TRAIN_PATH}")
