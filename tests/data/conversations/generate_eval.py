@@ -3,7 +3,7 @@
 Writes ``eval_templated.jsonl`` (from the phrase banks below) and ``eval_handwritten.jsonl``
 (from ``handwritten.txt``), and ``../conversations_holdout/holdout.jsonl`` (from
 ``holdout.txt``, a hand-written set kept out of tuning) and
-``../conversations_holdout2/holdout2.jsonl`` and ``../conversations_holdout3/holdout3.jsonl``
+``../conversations_holdout2/``, ``../conversations_holdout3/``, ``../conversations_holdout4/``
 (more hand-written holdouts; see docs/conversation-risk.md for when each was written). The banks here were written separately from the training banks in
 ``src/lifeguard/safety/training/corpus.py``: different phrasings, slot values and scripts, so the
 model is evaluated on text it was not trained on. All fixtures are NON-EXPLICIT (tactics only).
@@ -332,7 +332,12 @@ def main() -> None:
         hold3 / "holdout3.jsonl",
         parse_handwritten((hold3 / "holdout3.txt").read_text(encoding="utf-8")),
     )
-    print(json.dumps({"templated": n, "handwritten": m, "holdouts": [k, k2, k3]}))
+    hold4 = HERE.parent / "conversations_holdout4"
+    k4 = write_jsonl(
+        hold4 / "holdout4.jsonl",
+        parse_handwritten((hold4 / "holdout4.txt").read_text(encoding="utf-8")),
+    )
+    print(json.dumps({"templated": n, "handwritten": m, "holdouts": [k, k2, k3, k4]}))
 
 
 if __name__ == "__main__":
