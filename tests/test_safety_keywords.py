@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 
 import pytest
+from sqlalchemy import update
 
 from lifeguard.safety.keywords import InvalidKeyword, KeywordMatcher, parse_keyword
 from lifeguard.safety.lists import SafetyLists
+from lifeguard.safety.models import SafetyListEntry
 from lifeguard.safety.normalize import fold
 from lifeguard.store.db import Database
 
@@ -89,6 +91,15 @@ def test_keyword_list_import(db: Database) -> None:
         ("snap chat", "moving apps"),
     }
     exported = "".join(lists.export_lines("kw")).splitlines()[1:]
-    assert exported == sorted([KEEP, "secret\tsecrecy", "snap chat\tmoving apps"])
+    # as the supplier wrote them (the first spelling of each), in canonical order
+    assert sorted(exported) == ["keep it between us", "secret\tsecrecy", "snap chat\tmoving apps"]
     r = lists.import_file("kw", io.StringIO("\n".join(exported) + "\n"), source_name="again")
     assert (r.added, r.duplicates) == (0, 3)
+    # matchers fold the supplier's text again at load: a stored folded form from an older
+    # folding does not stop matches
+    with db.session() as s:
+        s.execute(
+            update(SafetyListEntry).where(SafetyListEntry.raw == "secret").values(value="old-form")
+        )
+    _, kws = lists.load_matchers()
+    assert [h.entry.key for h in kws.match_text("a s3cret")] == ["secret"]

@@ -17,6 +17,7 @@ export re-imports to the same list.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ from lifeguard.safety.urls import URL_KINDS, InvalidURL, UrlMatcher, parse_entry
 from lifeguard.store.db import Database
 from lifeguard.store.models import utcnow
 
+log = logging.getLogger(__name__)
 LIST_KINDS: Final = ("url", "keyword")
 MAX_LINE = 8192
 #: Longest canonical value stored (a PostgreSQL b-tree key must stay under ~2.7 kB).
@@ -490,21 +492,24 @@ class SafetyLists:
 
     # --------------------------------------------------------------------------------- export
     def export_lines(self, name: str) -> Iterator[str]:
-        """The list in the import format (canonical values, sorted), one line each with ``\\n``."""
+        """The list in the import format, one line each with ``\\n``: URL lists with canonical
+        values, keyword lists as the supplier wrote them (sorted by canonical value)."""
         with self.db.read_session() as s:
             row = self._row(s, name)
             yield f"# lifeguard safety list {row.name} ({row.kind}), rev {row.rev}\n"
             q = (
                 select(SafetyListEntry.kind, SafetyListEntry.value, SafetyListEntry.category)
+                .add_columns(SafetyListEntry.raw)
                 .where(SafetyListEntry.list_id == row.id)
                 .order_by(SafetyListEntry.kind, SafetyListEntry.value)
                 .execution_options(yield_per=BATCH)
             )
-            for k, v, cat in s.execute(q):
+            for k, v, cat, raw in s.execute(q):
                 if row.kind == "url":
                     yield f"{v}\t{k}\t{cat}\n" if cat else f"{v}\t{k}\n"
                 else:
-                    yield f"{v}\t{cat}\n" if cat else f"{v}\n"
+                    w = raw or v
+                    yield f"{w}\t{cat}\n" if cat else f"{w}\n"
 
     # ------------------------------------------------------------------------------- matchers
     def stamp(self) -> tuple[tuple[int, int], ...]:
@@ -516,19 +521,25 @@ class SafetyLists:
             )
 
     def load_matchers(self) -> tuple[UrlMatcher, KeywordMatcher]:
+        """Matchers over every list. Keywords are folded again from the supplier's text (``raw``),
+        so a change to the folding applies to stored lists too; an entry that no longer folds to
+        any word is skipped with a warning."""
         urls, kws = UrlMatcher(), KeywordMatcher()
         with self.db.read_session() as s:
             q = (
                 select(SafetyList.name, SafetyList.kind, SafetyListEntry.kind)
-                .add_columns(SafetyListEntry.value, SafetyListEntry.category)
+                .add_columns(SafetyListEntry.value, SafetyListEntry.raw, SafetyListEntry.category)
                 .join(SafetyListEntry, SafetyListEntry.list_id == SafetyList.id)
                 .execution_options(yield_per=BATCH)
             )
-            for lname, lkind, ekind, value, cat in s.execute(q):
+            for lname, lkind, ekind, value, raw, cat in s.execute(q):
                 if lkind == "url":
                     urls.add(lname, ekind, value, cat)
-                else:
-                    kws.add(lname, value, cat)
+                    continue
+                try:
+                    kws.add(lname, raw or value, cat)
+                except InvalidKeyword as e:
+                    log.warning("safety list %s: keyword %r skipped: %s", lname, raw, e.message)
         return urls, kws
 
 
