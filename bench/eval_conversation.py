@@ -1,7 +1,7 @@
 """Evaluation report for conversation risk scoring: ``python bench/eval_conversation.py``.
 
 Prints, for the evaluation set (tests/data/conversations) and the hand-written holdouts
-(tests/data/conversations_holdout, _holdout2, _holdout3): flag recall, false flags on hard negatives per category,
+(tests/data/conversations_holdout, _holdout2, _holdout3, _holdout4): flag recall, false flags on hard negatives per category,
 per-tactic recall / precision, messages to flag, sextortion flagged at the first threat. Then the
 same without participants' age bands (to show what the bands contribute), and the time per
 message split into fold / lexicon / model / whole scorer.
@@ -33,6 +33,7 @@ EVAL = ROOT / "tests" / "data" / "conversations"
 HOLDOUT = ROOT / "tests" / "data" / "conversations_holdout"
 HOLDOUT2 = ROOT / "tests" / "data" / "conversations_holdout2"
 HOLDOUT3 = ROOT / "tests" / "data" / "conversations_holdout3"
+HOLDOUT4 = ROOT / "tests" / "data" / "conversations_holdout4"
 
 
 def strip_bands(convs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -78,15 +79,18 @@ def main() -> None:
     args = ap.parse_args()
     ev = load_dir(EVAL)
     hold, hold2, hold3 = load_dir(HOLDOUT), load_dir(HOLDOUT2), load_dir(HOLDOUT3)
+    hold4 = load_dir(HOLDOUT4)
     figures: dict[str, Any] = {}
     for name, convs in [
         ("eval", ev),
         ("holdout", hold),
         ("holdout2", hold2),
         ("holdout3", hold3),
-        ("all_holdouts", hold + hold2 + hold3),
+        ("holdouts_1_to_3", hold + hold2 + hold3),
+        ("holdout4", hold4),
         ("eval_without_age_bands", strip_bands(ev)),
-        ("all_holdouts_without_age_bands", strip_bands(hold + hold2 + hold3)),
+        ("holdouts_1_to_3_without_age_bands", strip_bands(hold + hold2 + hold3)),
+        ("holdout4_without_age_bands", strip_bands(hold4)),
     ]:
         rep = report(run(convs))
         figures[name] = rep
