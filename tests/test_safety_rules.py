@@ -42,7 +42,6 @@ def engine_with(*accounts: tuple[str, str]) -> Engine:
 def test_default_rules_load_and_are_documented() -> None:
     rs = load_rules()
     assert "f1-no-unconnected-messages" in rs.ids
-    assert "f1-strict-child-to-child" not in rs.ids  # shipped disabled
     doc = (Path(__file__).resolve().parents[1] / "docs" / "contact-rules.md").read_text()
     for rid in rs.ids:
         assert rid in doc, rid
@@ -160,7 +159,7 @@ def test_f1_adult_cannot_message_unconnected_child() -> None:
     )
     assert e.may_contact("adult", "grown", 10).allowed  # adult to adult: no rule
     assert e.may_contact("kid", "adult", 10).allowed  # the child may write first
-    assert e.may_contact("teen", "kid", 10).allowed  # strict child-to-child rule is disabled
+    assert not e.may_contact("teen", "kid", 10).allowed  # F1: any account outside the connections
     assert e.may_contact("adult", "kid", 10, "contact_request").allowed  # requests are rate-limited
     assert not e.may_contact("stranger", "kid", 10).allowed  # never-seen account: unknown band
     e.apply(ev("connect", 11, "kid", "adult"))
