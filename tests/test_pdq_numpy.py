@@ -18,11 +18,13 @@ from lifeguard.errors import MediaError
 from lifeguard.signals.image import decode_image
 from lifeguard.signals.pdq import DIHEDRAL_NAMES, bits_to_hex, hamming
 from lifeguard.signals.pdq_numpy import (
+    _band,
     axis_operator,
     dct16,
     dct16_dihedrals,
     decimation_indices,
     downsample64,
+    downsample64_rgb,
     jarosz_window,
     luma,
     pdq_bits,
@@ -149,6 +151,24 @@ def test_axis_operator_is_the_reference_tent_filter_and_decimation(length: int) 
     assert op.shape == (64, length)
     np.testing.assert_allclose(op, expected, rtol=0, atol=1e-7)
     np.testing.assert_allclose(op.sum(axis=1), 1.0, atol=1e-5)  # averages keep brightness
+
+
+@pytest.mark.parametrize("length", [5, 64, 129, 400, 533, 1600, 4032])
+def test_banded_taps_hold_every_nonzero_weight(length: int) -> None:
+    idx, weights = _band(length)
+    dense = np.zeros((64, length), dtype=np.float32)
+    np.add.at(dense, (np.arange(64)[:, None].repeat(idx.shape[1], axis=1), idx), weights)
+    np.testing.assert_array_equal(dense, axis_operator(length))
+    assert idx.shape[1] <= 2 * jarosz_window(length) + 1  # a tent: two boxes wide, not the image
+
+
+def test_rgb_downsample_equals_gray_downsample_and_the_dense_product() -> None:
+    px = _pixels(KODAK[2])
+    gray = luma(px)
+    via_rgb = downsample64_rgb(px)
+    np.testing.assert_array_equal(via_rgb, downsample64(gray))
+    dense = axis_operator(px.shape[0]) @ gray.astype(np.float64) @ axis_operator(px.shape[1]).T
+    np.testing.assert_allclose(via_rgb, dense, rtol=0, atol=1e-3)
 
 
 def test_decimation_positions_are_sample_centres() -> None:
