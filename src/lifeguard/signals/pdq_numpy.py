@@ -53,10 +53,9 @@ _DCT = 16  # side of the DCT output kept
 _LUMA_MILLI = np.array([299.0, 587.0, 114.0], dtype=np.float32)
 
 _ZERO = 1e-9  # tent weights are >= 1 / window**2; below this is float residue
-_BLOCK = (
-    1 << 18
-)  # values per block of gathered rows (1 MiB of float32): stays in cache; 2 MiB blocks
-# measured 3x slower on 1600x1004 (fresh pages from the allocator on every call)
+# Values per block of gathered rows (1 MiB of float32): stays in cache. 2 MiB blocks measured 3x slower
+# on 1600x1004 (fresh pages from the allocator on every call).
+_BLOCK = 1 << 18
 
 _HEX_ZERO = "0" * 64
 
@@ -95,7 +94,7 @@ def decimation_indices(length: int, out: int = _OUT) -> npt.NDArray[np.intp]:
     return (((np.arange(out, dtype=np.float64) + 0.5) * length) / out).astype(np.intp)
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=16)  # 64 x length floats each; only _band is used per image
 def axis_operator(length: int) -> npt.NDArray[np.float32]:
     """(64, length) float32 matrix: two box-filter passes along one axis, then the 64 decimation samples.
 
@@ -121,7 +120,7 @@ def axis_operator(length: int) -> npt.NDArray[np.float32]:
     return op
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=1024)  # ~12 x length bytes each
 def _band(length: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]:
     """The nonzero part of :func:`axis_operator`: each row's tent covers at most ``span`` consecutive
     inputs (~ length / 64). Returns (64, span) input indices and (64, span) weights, so that
