@@ -20,6 +20,7 @@ from conftest import PHOTOS, TE_DATA
 from lifeguard.signals.image import decode_image
 from lifeguard.signals.pdq import (
     DIHEDRAL_NAMES,
+    Engine,
     bits_to_hex,
     hamming,
     pdq_dihedral_from_pixels,
@@ -51,10 +52,14 @@ def _pillow_reference_pixels(path: Path) -> npt.NDArray[np.uint8]:
         return np.asarray(ImageOps.exif_transpose(im).convert("RGB"), dtype=np.uint8)
 
 
+ENGINES = ("numpy", "reference")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("row", CPP, ids=[r["path"].removeprefix("pdq-data/") for r in CPP])
-def test_default_pipeline_conforms_to_cpp_reference(row: dict[str, str]) -> None:
+def test_default_pipeline_conforms_to_cpp_reference(row: dict[str, str], engine: Engine) -> None:
     decoded = decode_image(TE_DATA / row["path"])  # default settings: fast JPEG path included
-    h = pdq_from_pixels(decoded.pixels)
+    h = pdq_from_pixels(decoded.pixels, engine)
     ref_quality = int(row["quality"])
     assert abs(h.quality - ref_quality) <= 10, (h.quality, ref_quality)
     if ref_quality >= 80:
@@ -63,13 +68,15 @@ def test_default_pipeline_conforms_to_cpp_reference(row: dict[str, str]) -> None
         assert len(h.hex) == 64 and h.quality < 80
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("row", CPP, ids=[r["path"].removeprefix("pdq-data/") for r in CPP])
-def test_full_decode_is_bit_identical_to_cpp_reference(row: dict[str, str]) -> None:
-    """Full-resolution decode gives the very pixels the reference hashed, hence the same bits."""
+def test_full_decode_is_bit_identical_to_cpp_reference(row: dict[str, str], engine: Engine) -> None:
+    """Full-resolution decode gives the very pixels the reference hashed, hence the same bits (with
+    either engine: the numpy one reproduces every row of the reference CSV too)."""
     path = TE_DATA / row["path"]
     decoded = decode_image(path, fast=False)
     assert np.array_equal(decoded.pixels, _pillow_reference_pixels(path))
-    h = pdq_from_pixels(decoded.pixels)
+    h = pdq_from_pixels(decoded.pixels, engine)
     assert (h.hex, h.quality) == (row["pdq_hex"], int(row["quality"]))
     bits, quality = pdqhash.compute(decoded.pixels)  # direct binding on the same array
     assert (bits_to_hex(bits), int(quality)) == (h.hex, h.quality)

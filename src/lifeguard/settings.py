@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +42,13 @@ class Settings(BaseSettings):
     )
     # PDQ decisions.
     pdq_threshold: int = Field(default=31, ge=0, le=31, description="Default PDQ match distance.")
+    pdq_engine: Literal["numpy", "reference"] = Field(
+        default="numpy",
+        description=(
+            "PDQ implementation: numpy (fast; same bits as the reference on the test corpora) or "
+            "reference (Meta's C++ via pdqhash). Read once per process."
+        ),
+    )
     pdq_quality_threshold: int = Field(
         default=50, ge=0, le=100, description="PDQ hashes below this are low quality."
     )
