@@ -203,6 +203,112 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if ok else 1
 
 
+#: The reporting provider's details for the demo's law-enforcement reports (built, not sent: no
+#: NCMEC/NCA endpoint is configured). A real deployment sets its own (docs/law-enforcement-reports.md).
+DEMO_LE = {
+    "LIFEGUARD_LE_COMPANY": "Demo Messaging Ltd",
+    "LIFEGUARD_LE_SERVICE": "Demo Chat",
+    "LIFEGUARD_LE_CONTACT_FIRST_NAME": "Dana",
+    "LIFEGUARD_LE_CONTACT_LAST_NAME": "Safety",
+    "LIFEGUARD_LE_CONTACT_EMAIL": "trust-and-safety@demo.example",
+}
+
+
+def review_demo(console: Console, settings: Settings, db: Database, base: str, token: str) -> bool:
+    """From matches and a user report to cases, a decision, a law-enforcement report and the
+    transparency figures — the review room, driven the way a moderator team would."""
+    import datetime as dt
+    import secrets
+
+    import httpx
+    from rich.table import Table
+
+    from lifeguard.reports.transparency import transparency_report
+    from lifeguard.review.accounts import Accounts
+    from lifeguard.review.roles import Role
+    from lifeguard.review.service import ReviewService
+
+    console.rule("[bold]review[/bold]: cases, decisions, law-enforcement report, transparency")
+    content = json.dumps([{"content_id": "msg-991"}])
+    form = {
+        "reporter": "user-1207",
+        "reason": "sextortion",
+        "surface": "private_message",
+        "reported_account": "user-666",
+        "child_at_risk_now": "true",
+        "description": "They say they will share my photos unless I pay by tonight.",
+        "content": content,
+    }
+    r = httpx.post(
+        f"{base}/v1/reports",
+        files={k: (None, v) for k, v in form.items()},  # multipart, as curl -F sends it
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    console.print(
+        f'[cyan]$ curl -s -H "Authorization: Bearer $TOKEN" -F reporter=user-1207 '
+        f"-F reason=sextortion -F surface=private_message -F reported_account=user-666 "
+        f"-F child_at_risk_now=true -F description='...' -F 'content={content}' "
+        f"{base}/v1/reports[/cyan]",
+        soft_wrap=True,
+    )
+    console.print(f"[dim]HTTP {r.status_code}[/dim] case {r.json().get('id')} (a user report)\n")
+    good = r.status_code == 201
+
+    svc = ReviewService(db, settings)
+    n = svc.ingest_match_events()
+    console.print(
+        f"{n} match event(s) from the uploads above became cases ([cyan]lifeguard case ingest[/cyan])"
+    )
+    accounts = Accounts(db)
+    passwords = {"alice": secrets.token_urlsafe(9), "bob": secrets.token_urlsafe(9)}
+    alice = accounts.add("alice", passwords["alice"], Role.REVIEWER).actor
+    bob = accounts.add("bob", passwords["bob"], Role.SENIOR).actor
+
+    queue = svc.queue(bob, status="all")
+    t = Table("case", "priority", "category", "surface", "status", "items", title="review queue")
+    for c in queue:
+        t.add_row(str(c.id), f"P{c.priority}", c.category, c.surface, c.status, str(c.item_count))
+    console.print(t)
+    match_case = next((c for c in queue if c.category == "csam"), None)
+    if match_case is None:
+        console.print("[red]no case from the hash match[/red]")
+        return False
+    assigned = svc.assign(match_case.id, alice, expected_version=match_case.version)
+    decided = svc.decide(
+        assigned.id,
+        alice,
+        "confirm",
+        expected_version=assigned.version,
+        note="demo: listed stand-in",
+    )
+    console.print(
+        f"alice (reviewer) confirmed case {decided.id}: its hashes went into the confirmed block bank "
+        "and the bank's action rules fired"
+    )
+    le = svc.le_report(decided.id, bob, "ncmec")
+    head = "\n".join(le.document.splitlines()[:12])
+    console.print(
+        f"bob (senior reviewer) built NCMEC CyberTipline report {le.id} for case {decided.id} "
+        f"({le.status}; no NCMEC endpoint configured, so nothing was sent). First lines:"
+    )
+    console.print(head, markup=False, highlight=False)
+    today = dt.datetime.now(dt.UTC).date()
+    rep = transparency_report(
+        db,
+        dt.datetime.combine(today, dt.time(), dt.UTC),
+        dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), dt.UTC),
+    ).to_dict()
+    console.print("transparency figures for today ([cyan]lifeguard transparency[/cyan]):")
+    console.print_json(data={k: rep[k] for k in ("cases_opened", "detections") if k in rep})
+    console.print(
+        f"\nreview UI: [bold]{base}/review/[/bold]  log in as alice / {passwords['alice']} "
+        f"(reviewer) or bob / {passwords['bob']} (senior); the transparency page is "
+        f"{base}/review/transparency (docs/review-ui.md)\n"
+    )
+    return good and le.status in ("built", "submitted")
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -226,6 +332,7 @@ def serve_demo(
     _info, token = KeyStore(db).create("demo", SCOPES, created_by="make demo")
     port = args.port or _free_port()
     base = f"http://127.0.0.1:{port}"
+    os.environ.update({k: v for k, v in DEMO_LE.items() if not os.environ.get(k)})
     env = {
         **os.environ,
         "LIFEGUARD_DATA_DIR": str(settings.data_dir),
@@ -295,9 +402,11 @@ def serve_demo(
             console.print(f"[cyan]$ {cmd}[/cyan]", soft_wrap=True)
             console.print(f"[dim]HTTP {r.status_code}[/dim]", end=" ")
             console.print(body + "\n", soft_wrap=True, markup=False, highlight=False)
+        good = review_demo(console, settings, db, base, token) and good
         if sys.stdin.isatty() and not args.no_wait:
             console.print(
-                f"[bold]serving at {base} — try the curl lines above; Ctrl-C to stop[/bold]"
+                f"[bold]serving at {base} — try the curl lines above, or log in to "
+                f"{base}/review/ ; Ctrl-C to stop[/bold]"
             )
             with contextlib.suppress(KeyboardInterrupt):
                 proc.wait()
