@@ -31,6 +31,7 @@ PATH_VALUES = {
     "key_id": "0000000000000000",
     "submission_id": "1",
     "case_id": "1",
+    "account_id": "no-such-account",
 }
 #: Routes that must stay reachable without a key (health checks and the API description).
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/status"), ("GET", "/status/live")}
