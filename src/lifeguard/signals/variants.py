@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -102,6 +103,13 @@ def _check_pixels(pixels: RGBArray) -> RGBArray:
     return pixels
 
 
+def _channel_max(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """``a.max(axis=-1)`` for 3 channels, as two element-wise maxima (numpy reduces a length-3 last
+    axis slowly)."""
+    out: npt.NDArray[Any] = np.maximum(np.maximum(a[..., 0], a[..., 1]), a[..., 2])
+    return out
+
+
 def _line_stats(
     lines: npt.NDArray[np.int16],
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -122,7 +130,7 @@ def _line_stats(
     in_mode = codes == mode[:, None]
     n_mode = in_mode.sum(axis=1, keepdims=True)
     colour = (lines * in_mode[..., None]).sum(axis=1) / n_mode  # (k, 3) mean colour of the mode bin
-    within = np.abs(lines - colour[:, None, :]).max(axis=2) <= TRIM_TOLERANCE
+    within = _channel_max(np.abs(lines - colour[:, None, :])) <= TRIM_TOLERANCE
     return within.mean(axis=1), colour
 
 
@@ -332,10 +340,11 @@ def deskew_angle(pixels: RGBArray) -> float | None:
     step = max(1, math.ceil(max(height, width) / TRIM_WORK_SIDE))
     small = pixels[::step, ::step].astype(np.int16)
     corners = np.stack([small[0, 0], small[0, -1], small[-1, 0], small[-1, -1]])
-    bg = np.median(corners, axis=0)
-    if np.abs(corners - bg).max() > DESKEW_TOLERANCE:
+    # The median of 4 integers is a multiple of 1/2: compare doubled values in int16, exactly.
+    bg2 = np.round(2 * np.median(corners, axis=0)).astype(np.int16)
+    if np.abs(2 * corners - bg2).max() > 2 * DESKEW_TOLERANCE:
         return None
-    mask = np.abs(small - bg).max(axis=2) > DESKEW_TOLERANCE
+    mask = _channel_max(np.abs(2 * small - bg2)) > 2 * DESKEW_TOLERANCE
     cols = np.nonzero(mask.any(axis=0))[0]
     if cols.size < 16:
         return None
