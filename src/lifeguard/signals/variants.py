@@ -262,6 +262,11 @@ def trim_box(pixels: RGBArray) -> tuple[int, int, int, int] | None:
     step = max(1, math.ceil(max(height, width) / TRIM_WORK_SIDE))
     small = pixels[::step, ::step].astype(np.int16)
     sh, sw = small.shape[:2]
+    # Both phases start at a border line (bars are only followed from one): with none of the four
+    # outermost lines a border line, nothing would be trimmed.
+    edges = np.stack([small[0], small[-1]]), np.stack([small[:, 0], small[:, -1]])
+    if all((_flat_fractions(e) < TRIM_BORDER_FRACTION).all() for e in edges):
+        return None
     min_h = max(1, math.ceil(sh * TRIM_MIN_KEEP))
     min_w = max(1, math.ceil(sw * TRIM_MIN_KEEP))
     # Let the scan run one line past the minimum so that "would remove too much" is detectable; if
