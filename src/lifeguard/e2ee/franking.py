@@ -35,13 +35,13 @@ import os
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from lifeguard.errors import Conflict, LifeguardError
+from lifeguard.keyfiles import keys_from_env, parse_keys
 
 if TYPE_CHECKING:  # the device side (lifeguard.e2ee.client) never loads the database layer
     from lifeguard.store.db import Database
@@ -235,39 +235,22 @@ class FrankingKeys:
     @classmethod
     def parse(cls, text: str, source: str) -> FrankingKeys:
         """Base64 keys separated by commas or newlines; ``#`` starts a comment line."""
-        keys: list[bytes] = []
-        for n, part in enumerate(text.replace(",", "\n").splitlines(), 1):
-            part = part.strip()
-            if not part or part.startswith("#"):
-                continue
-            try:
-                k = base64.b64decode(part, validate=True)
-            except (binascii.Error, ValueError):
-                raise FrankingKeyError(f"{source}: key {n} is not valid base64") from None
-            if len(k) < 32:
-                raise FrankingKeyError(f"{source}: key {n} is {len(k)} bytes; at least 32 needed")
-            keys.append(k)
-        if not keys:
-            raise FrankingKeyError(f"{source}: no key found")
-        return cls(keys)
+        return cls(parse_keys(text, source, FrankingKeyError, min_bytes=KEY_BYTES))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FrankingKeys:
         """From ``LIFEGUARD_FRANKING_KEYS`` (base64) or the file ``LIFEGUARD_FRANKING_KEYS_FILE``."""
-        env = os.environ if environ is None else environ
-        value = env.get(KEYS_ENV, "").strip()
-        path = env.get(KEYS_FILE_ENV, "").strip()
-        if value:
-            return cls.parse(value, KEYS_ENV)
-        if path:
-            try:
-                text = Path(path).read_text(encoding="ascii")
-            except (OSError, UnicodeDecodeError) as e:
-                raise FrankingKeyError(f"{KEYS_FILE_ENV}={path}: cannot read ({e})") from None
-            return cls.parse(text, path)
-        raise FrankingKeyError(
-            f"franking is not enabled: set {KEYS_ENV} (base64 of 32 random bytes) or {KEYS_FILE_ENV}",
-            code="franking_disabled",
+        return cls(
+            keys_from_env(
+                KEYS_ENV,
+                KEYS_FILE_ENV,
+                FrankingKeyError,
+                missing=f"franking is not enabled: set {KEYS_ENV} (base64 of 32 random bytes) "
+                f"or {KEYS_FILE_ENV}",
+                missing_code="franking_disabled",
+                environ=environ,
+                min_bytes=KEY_BYTES,
+            )
         )
 
     def get(self, kid: str) -> bytes:

@@ -12,7 +12,6 @@ sizes, media type, retention, legal hold) and the wrapped key and encrypted meta
 from __future__ import annotations
 
 import base64
-import binascii
 import builtins
 import datetime as dt
 import hashlib
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
 
 from lifeguard.errors import LifeguardError, NotFound
+from lifeguard.keyfiles import keys_from_env, parse_keys
 from lifeguard.reports import audit
 from lifeguard.reports.models import EvidenceItem
 from lifeguard.settings import Settings
@@ -39,6 +39,7 @@ from lifeguard.store.models import utcnow
 
 KEY_ENV = "LIFEGUARD_EVIDENCE_KEY"
 KEY_FILE_ENV = "LIFEGUARD_EVIDENCE_KEY_FILE"
+_KEY_WHAT = "AES-256; base64 of 32 random bytes"
 MAGIC = b"LGEV1\x00"
 NONCE = 12
 DEFAULT_RETENTION = dt.timedelta(days=365)
@@ -87,40 +88,25 @@ class Keyring:
     @classmethod
     def parse(cls, text: str, source: str) -> Keyring:
         """Base64 keys separated by commas or newlines; ``#`` starts a comment line."""
-        keys: list[bytes] = []
-        for n, part in enumerate(text.replace(",", "\n").splitlines(), 1):
-            part = part.strip()
-            if not part or part.startswith("#"):
-                continue
-            try:
-                k = base64.b64decode(part, validate=True)
-            except (binascii.Error, ValueError) as e:
-                raise EvidenceKeyError(f"{source}: key {n} is not valid base64 ({e})") from None
-            if len(k) != 32:
-                raise EvidenceKeyError(
-                    f"{source}: key {n} is {len(k)} bytes; AES-256 needs 32 (base64 of 32 random bytes)"
-                )
-            keys.append(k)
-        if not keys:
-            raise EvidenceKeyError(f"{source}: no key found")
-        return cls(keys)
+        return cls(
+            parse_keys(text, source, EvidenceKeyError, min_bytes=32, max_bytes=32, what=_KEY_WHAT)
+        )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Keyring:
         """From ``LIFEGUARD_EVIDENCE_KEY`` (base64) or the file ``LIFEGUARD_EVIDENCE_KEY_FILE``."""
-        env = os.environ if environ is None else environ
-        value = env.get(KEY_ENV, "").strip()
-        path = env.get(KEY_FILE_ENV, "").strip()
-        if value:
-            return cls.parse(value, KEY_ENV)
-        if path:
-            try:
-                text = Path(path).read_text(encoding="ascii")
-            except (OSError, UnicodeDecodeError) as e:
-                raise EvidenceKeyError(f"{KEY_FILE_ENV}={path}: cannot read ({e})") from None
-            return cls.parse(text, path)
-        raise EvidenceKeyError(
-            f"no evidence master key: set {KEY_ENV} (base64 of 32 random bytes) or {KEY_FILE_ENV}"
+        return cls(
+            keys_from_env(
+                KEY_ENV,
+                KEY_FILE_ENV,
+                EvidenceKeyError,
+                missing=f"no evidence master key: set {KEY_ENV} (base64 of 32 random bytes) "
+                f"or {KEY_FILE_ENV}",
+                environ=environ,
+                min_bytes=32,
+                max_bytes=32,
+                what=_KEY_WHAT,
+            )
         )
 
     def get(self, kid: str, item_id: str) -> bytes:
