@@ -152,25 +152,11 @@ class CaseEventView:
 
 
 @dataclass(frozen=True)
-class CaseView:
-    id: int
-    priority: int
-    category: str
-    surface: str
-    status: str
-    created_at: dt.datetime
-    first_review_due: dt.datetime
-    assigned_to: str | None
-    item_count: int
-    version: int
-    first_reviewed_at: dt.datetime | None
-    overdue: bool
-    escalated: bool
-    decision: str | None
-    reported_account: str | None
-    child_at_risk_now: bool
-    decided_by: str | None
-    decided_at: dt.datetime | None
+class CaseView(CaseSummary):
+    """A case with its items, history, decisions, appeals, reports and LE reports."""
+
+    decided_by: str | None = None
+    decided_at: dt.datetime | None = None
     items: list[CaseItemView] = field(default_factory=list)
     history: list[CaseEventView] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)
