@@ -10,7 +10,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
@@ -133,6 +133,12 @@ def worker_cmd(
     drain: Annotated[
         bool, typer.Option(help="Exit once nothing is due instead of polling forever.")
     ] = False,
+    cases: Annotated[
+        bool,
+        typer.Option(
+            help="Also turn new match events into review cases each round (lifeguard case ingest)."
+        ),
+    ] = True,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
 ) -> None:
     """Deliver queued webhooks (at least once). Stops cleanly on SIGINT/SIGTERM."""
@@ -168,7 +174,12 @@ def worker_cmd(
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
     with _db() as db:
-        stats = Worker(db, cfg).run(stop, drain=drain)
+        jobs: list[Callable[[], int]] = []
+        if cases:
+            from lifeguard.review.service import ReviewService
+
+            jobs.append(ReviewService(db, get_settings()).ingest_match_events)
+        stats = Worker(db, cfg, jobs=jobs).run(stop, drain=drain)
     err.print(
         f"claimed {stats.claimed}, delivered {stats.delivered}, retried {stats.retried}, "
         f"dead {stats.dead}, leases lost {stats.lost_leases}",

@@ -125,6 +125,9 @@ class Worker:
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     )
     stats: WorkerStats = field(default_factory=WorkerStats)
+    #: Jobs run at the start of every round, each returning how much it did (``lifeguard worker``
+    #: turns match events into review cases here). A failing job is logged; delivery goes on.
+    jobs: list[Callable[[], int]] = field(default_factory=list)
 
     def _send(self, url: str, body: bytes, headers: dict[str, str]) -> SendResult:
         if self.sender is not None:
@@ -240,13 +243,19 @@ class Worker:
         log.info("worker %s started (%s)", self.worker_id, self.config)
         with ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="webhook") as pool:
             while not stop.is_set():
+                done = 0
+                for job in self.jobs:
+                    try:
+                        done += job()
+                    except Exception:
+                        log.exception("worker job %s failed", getattr(job, "__name__", job))
                 try:
                     n = self.run_once(pool)
                 except Exception:
                     # The database went away or similar: leases protect the rows; try again.
                     log.exception("worker round failed; retrying in %.1f s", self.config.poll_s)
                     n = 0
-                if n == 0:
+                if n == 0 and done == 0:
                     if drain:
                         break
                     stop.wait(self.config.poll_s)
