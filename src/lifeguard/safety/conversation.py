@@ -35,7 +35,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lifeguard.errors import LifeguardError
-from lifeguard.safety.lexicon import GROOMING_TACTICS, TACTICS, Lexicon, default_lexicon
+from lifeguard.safety.lexicon import (
+    GROOMING_TACTICS,
+    SEXTORTION_TACTICS,
+    TACTICS,
+    Lexicon,
+    default_lexicon,
+)
 from lifeguard.safety.model import TacticModel, default_model
 from lifeguard.safety.normalize import fold
 
@@ -141,6 +147,9 @@ class ScoringConfig:
     # Tactics the model may find on its own (without a lexicon hit): all but threats, whose
     # false alarms flag a conversation at once.
     model_alone: frozenset[str] = frozenset(TACTICS) - {"threat_share"}
+    # In a sextortion context (see ConversationScorer.message_tactics) the model alone may
+    # find a threat at this probability.
+    context_threat_threshold: float = 0.6
     level_thresholds: tuple[float, float] = (0.2, 0.45)
 
 
@@ -232,31 +241,55 @@ class ConversationScorer:
                 self.bands[str(p["id"])] = kind
 
     # ------------------------------------------------------------------ per message
-    def message_tactics(self, text: str) -> tuple[list[str], dict[str, float], str]:
-        """The tactics one message shows, the per-tactic strengths, and the folded text."""
+    def message_tactics(
+        self, text: str, context: frozenset[str] = frozenset()
+    ) -> tuple[list[str], dict[str, float], str]:
+        """The tactics one message shows, the per-tactic strengths, and the folded text.
+
+        ``context`` is the tactics its sender has already shown. In a sextortion context (the
+        sender, or this message, shows a claim to hold images, a payment demand, a deadline or
+        a threat), lexicon hits on sextortion tactics need no model agreement, the lexicon's
+        context patterns count ("or I post it", "you know what happens"), and the model alone
+        may find a threat at ``context_threat_threshold``."""
         folded = fold(text)
         lex = {h.tactic for h in self.lexicon.hits(folded)}
         proba = self.model.proba(folded)
         found: list[str] = []
         strength: dict[str, float] = {}
-        boost = self.config.lexicon_boost
+        cfg = self.config
+        boost = cfg.lexicon_boost
         if boost is None:
             boost = float(self.model.info.get("lexicon_boost", 0.35))
-        vetoes = self.config.lexicon_veto_by_tactic
+        vetoes = cfg.lexicon_veto_by_tactic
         for t in TACTICS:
-            veto = vetoes.get(t, self.config.lexicon_veto)
+            veto = vetoes.get(t, cfg.lexicon_veto)
             p = proba.get(t, 0.0)
             s = p + (boost if t in lex else 0.0)
             strength[t] = min(1.0, s)
-            thr = self.model.thresholds.get(t, self.config.default_threshold)
-            if (s >= thr and t in self.config.model_alone) or (t in lex and p >= veto):
+            thr = self.model.thresholds.get(t, cfg.default_threshold)
+            if (s >= thr and t in cfg.model_alone) or (t in lex and p >= veto):
                 found.append(t)
+        sext = frozenset(SEXTORTION_TACTICS)
+        here = context | set(found)
+        if here & sext:
+            for t in SEXTORTION_TACTICS:
+                if t in found:
+                    continue
+                by_lexicon = t in lex and bool((here - {t}) & sext)
+                by_model = t == "threat_share" and proba.get(t, 0.0) >= cfg.context_threat_threshold
+                if by_lexicon or by_model:
+                    found.append(t)
+            for t, req in self.lexicon.context_hits(folded).items():
+                if t not in found and (here - {t}) & req:
+                    found.append(t)
+        found.sort(key=TACTICS.index)
         return found, strength, folded
 
     def add(self, message: Message | Mapping[str, Any]) -> Assessment:
         """Score one more message; returns the conversation's assessment so far."""
         msg = Message.from_obj(message)
-        found, _, folded = self.message_tactics(msg.text)
+        context = frozenset(self.evidence.get(msg.sender, {}))
+        found, _, folded = self.message_tactics(msg.text, context)
         self.messages_seen += 1
         if found and len(self._order) < 4 * MAX_EVIDENCE_PER_TACTIC * len(TACTICS):
             self._order.append(msg.id)

@@ -138,6 +138,23 @@ class Lexicon:
                 raise LexiconError(f"lexicon: cue {name!r} cancels unknown tactics {sorted(bad)}")
             tac = frozenset(TACTICS) if "*" in cancels else frozenset(cancels)
             self.cues[name] = (tac, [compile_pattern(p) for p in pats])
+        # tactic -> (tactics of which the same sender must already show one, patterns)
+        self.context: dict[str, tuple[frozenset[str], list[tuple[str, re.Pattern[str]]]]] = {}
+        context = spec.get("context", {})
+        if not isinstance(context, dict):
+            raise LexiconError("lexicon: 'context' must be an object")
+        for tactic, body in context.items():
+            if tactic == "description":
+                continue
+            if tactic not in TACTICS or not isinstance(body, dict):
+                raise LexiconError(f"lexicon: context {tactic!r} must be a known tactic's object")
+            req, pats = body.get("requires", []), body.get("patterns", [])
+            if not isinstance(req, list) or not isinstance(pats, list) or not req:
+                raise LexiconError(f"lexicon: context {tactic!r} needs 'requires' and 'patterns'")
+            bad = set(req) - set(TACTICS)
+            if bad:
+                raise LexiconError(f"lexicon: context {tactic!r} requires unknown {sorted(bad)}")
+            self.context[tactic] = (frozenset(req), [(p, compile_pattern(p)) for p in pats])
 
     def cancelled(self, folded: str) -> frozenset[str]:
         """Tactics whose lexicon hits a cue in this message cancels (advice, surprises)."""
@@ -162,6 +179,17 @@ class Lexicon:
                 if m:
                     out.append(LexiconHit(tactic, src, m.group(0).strip()))
                     break
+        return out
+
+    def context_hits(self, folded: str) -> dict[str, frozenset[str]]:
+        """Tactics whose context patterns match (less cue-cancelled ones), each with the
+        tactics of which the sender must already show one for the hit to count."""
+        text = folded + " "
+        skip = self.cancelled(folded)
+        out: dict[str, frozenset[str]] = {}
+        for tactic, (req, pats) in self.context.items():
+            if tactic not in skip and any(rx.search(text) for _, rx in pats):
+                out[tactic] = req
         return out
 
     def tactics(self, text: str) -> set[str]:
