@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     )
     # PDQ decisions.
     pdq_threshold: int = Field(default=31, ge=0, le=31, description="Default PDQ match distance.")
+    match_event_retention_days: int = Field(
+        default=365,
+        ge=0,
+        description="Match events (and their finished webhook deliveries) older than this are "
+        "deleted by `lifeguard worker` (hourly) or `lifeguard events purge`; 0 keeps them.",
+    )
     pdq_engine: Literal["numpy", "reference"] = Field(
         default="numpy",
         description=(

@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -179,6 +181,9 @@ def worker_cmd(
             from lifeguard.review.service import ReviewService
 
             jobs.append(ReviewService(db, get_settings()).ingest_match_events)
+        days = get_settings().match_event_retention_days
+        if days > 0:
+            jobs.append(retention_job(db, days))
         stats = Worker(db, cfg, jobs=jobs).run(stop, drain=drain)
     err.print(
         f"claimed {stats.claimed}, delivered {stats.delivered}, retried {stats.retried}, "
@@ -396,6 +401,55 @@ def events_list(
             db, bank_id=bank, content_id=content_id, after_id=after_id, limit=limit
         ):
             _jsonl(e.to_json())
+
+
+@events_app.command("purge")
+def events_purge(
+    older_than_days: Annotated[
+        int | None,
+        typer.Option(help="Cut-off in days (default: LIFEGUARD_MATCH_EVENT_RETENTION_DAYS)."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Only count what would go.")] = False,
+) -> None:
+    """Delete match events older than the retention period, with their finished deliveries
+    (events with a pending delivery stay). Audited."""
+    from lifeguard.actions.retention import purge
+
+    days = get_settings().match_event_retention_days if older_than_days is None else older_than_days
+    if days <= 0:
+        _fail("retention is 0 (keep everything): give --older-than-days N", "invalid_field")
+    with _db() as db:
+        try:
+            r = purge(db, dt.timedelta(days=days), actor="cli", dry_run=dry_run)
+        except LifeguardError as e:
+            _fail(e.message, e.code)
+            return
+    _jsonl(
+        {
+            "cutoff": r.cutoff.isoformat(),
+            "events": r.events,
+            "deliveries": r.deliveries,
+            "kept_pending": r.kept_pending,
+            "dry_run": dry_run,
+        }
+    )
+
+
+def retention_job(db: Database, days: int, every_s: float = 3600.0) -> Callable[[], int]:
+    """A worker job: :func:`~lifeguard.actions.retention.purge` at most every ``every_s``."""
+    from lifeguard.actions.retention import purge
+
+    last = [float("-inf")]
+
+    def retention() -> int:
+        now = time.monotonic()
+        if now - last[0] < every_s:
+            return 0
+        last[0] = now
+        purge(db, dt.timedelta(days=days))
+        return 0  # not "work done": a purge must not keep a draining worker alive
+
+    return retention
 
 
 def register(app: typer.Typer) -> None:
