@@ -68,6 +68,7 @@ _AGE_PATTERNS = (
     re.compile(r"^(\d{1,2})(?: and you| hbu| you| lol| haha)?$"),
     re.compile(r"(?:^| )(?:bit older|older) (\d{2})(?: |$)"),
 )
+_SECOND_PERSON = re.compile(r"(?<![a-z0-9])(?:you|your|yours|yourself|ya)(?![a-z0-9])")
 
 
 class InvalidConversation(LifeguardError):
@@ -140,13 +141,21 @@ class ScoringConfig:
     adult_damping: float = 0.6  # grooming score x this when every known age is an adult's
     # A lexicon hit counts only when the model gives the tactic at least this probability
     # (the model vetoes look-alike ordinary talk); threats to share count on the lexicon alone.
-    lexicon_veto: float = 0.05
+    lexicon_veto: float = 0.1
     lexicon_veto_by_tactic: Mapping[str, float] = field(
-        default_factory=lambda: {"threat_share": 0.0}
+        default_factory=lambda: {
+            "threat_share": 0.0,
+            "age": 0.02,
+            "secrecy": 0.05,
+            "photo_request": 0.05,
+            "meeting": 0.05,
+        }
     )
     # Tactics the model may find on its own (without a lexicon hit): all but threats, whose
     # false alarms flag a conversation at once.
     model_alone: frozenset[str] = frozenset(TACTICS) - {"threat_share"}
+    # The model alone finds a tactic at its trained threshold, but never below this floor.
+    model_alone_floor: float = 0.7
     # In a sextortion context (see ConversationScorer.message_tactics) the model alone may
     # find a threat at this probability.
     context_threat_threshold: float = 0.6
@@ -266,11 +275,18 @@ class ConversationScorer:
             p = proba.get(t, 0.0)
             s = p + (boost if t in lex else 0.0)
             strength[t] = min(1.0, s)
-            thr = self.model.thresholds.get(t, cfg.default_threshold)
+            thr = max(self.model.thresholds.get(t, cfg.default_threshold), cfg.model_alone_floor)
             if (s >= thr and t in cfg.model_alone) or (t in lex and p >= veto):
                 found.append(t)
         sext = frozenset(SEXTORTION_TACTICS)
         here = context | set(found)
+        # A threat names its target: without a sextortion context, a lexicon threat counts only
+        # when the message addresses the reader ("I'll post the group photo on the family chat"
+        # is no threat).
+        in_context = bool(((here | lex) - {"threat_share"}) & sext)
+        if "threat_share" in found and not in_context and not _SECOND_PERSON.search(folded):
+            found.remove("threat_share")
+            here = context | set(found)
         if here & sext:
             for t in SEXTORTION_TACTICS:
                 if t in found:

@@ -339,9 +339,9 @@ def build(seed: int = 1) -> list[dict[str, Any]]:
         BANKS,
         prefix="train",
         seed=seed,
-        n_grooming=900,
-        n_sextortion=400,
-        n_per_negative=250,
+        n_grooming=1200,
+        n_sextortion=550,
+        n_per_negative=320,
         obfuscate_share=0.3,
     )
 
@@ -829,6 +829,240 @@ for _t, _lines in MORE2.items():
     else:
         BANKS["sextortion"][_t].extend(_lines)
 for _cat, _parts in MORE2_NEGATIVE.items():
+    for _k, _lines in _parts.items():
+        BANKS["hard_negatives"][_cat][_k].extend(_lines)
+
+
+# ----------------------------------------------------------------- third round of phrasings (v3)
+# Written for v3 from general knowledge of how grooming and sextortion scripts are worded (tactics
+# only, non-explicit), before holdout 4 was evaluated a second time and before holdout 5 existed;
+# neither was read. Paraphrases per tactic, and look-alike ordinary talk per negative category.
+MORE3: dict[str, list[str]] = {
+    "age": [
+        "how old did u say u were",
+        "ur still a kid huh",
+        "u look about {kid_age}",
+        "what year were u born",
+        "r u in high school yet",
+        "is it weird im {adult_age}",
+        "im a lot older than u but thats ok",
+        "age doesnt mean anything to me",
+    ],
+    "secrecy": [
+        "this is just for us ok",
+        "ur {rel} doesnt need to hear about me",
+        "dont say anything to anyone about our chats",
+        "wipe the messages when ur done",
+        "if anyone asks say im a friend from school",
+        "save my number under a different name",
+        "people wouldnt get what we have",
+        "they'd take ur phone away if they knew",
+        "keep it to urself pls",
+        "lets keep this on the down low",
+        "turn on disappearing messages",
+        "no one else has to know about us",
+        "u cant tell a single person",
+        "tell ur {rel} ur at a friends house",
+        "does ur {rel} check ur phone",
+        "act normal around ur {rel}",
+        "promise me u wont say a word",
+        "what we talk about stays here",
+    ],
+    "isolation": [
+        "nobody gets u like i do",
+        "ur friends are just using u",
+        "hit me up on {app} instead",
+        "is ur {rel} out tonight",
+        "does anyone else use ur phone",
+        "they dont deserve someone like u",
+        "im the only one who really listens to u",
+        "message me on {app}, its safer there",
+        "u can tell me anything u know",
+        "ill always be here for u",
+        "ur {rel} never listen to u anyway",
+        "when does ur mum go to work",
+        "r u in ur room by urself",
+        "u dont need anyone else, u have me",
+        "ur better off without them",
+        "jump over to {app}, this app glitches",
+        "whats ur user on {app}",
+        "who else is home rn",
+    ],
+    "photo_request": [
+        "send me one now",
+        "i showed u mine, ur turn",
+        "can i get a pic of ur outfit",
+        "hop on facetime",
+        "prove its really u, send a selfie",
+        "got any new pics?",
+        "show me ur room on cam",
+        "i need some photos for the modelling agency",
+        "snap me a quick one",
+        "lets swap pics",
+        "one selfie and ill leave u alone",
+        "wanna video chat tonight",
+        "pic or it didnt happen",
+        "send a mirror pic",
+    ],
+    "sexualisation": [
+        "u have such pretty eyes",
+        "wanna be my girlfriend?",
+        "u looked so grown up in that pic",
+        "i cant stop thinking about u",
+        "ur way more mature than girls my age",
+        "do u like older guys",
+        "ud look gorgeous in that dress",
+        "ur perfect honestly",
+        "i think im falling for u",
+        "we were meant to be",
+        "i wish u were here with me",
+        "hey beautiful",
+        "ur smile is everything",
+        "have u ever had a crush on someone older",
+    ],
+    "gifts": [
+        "ill top up ur account",
+        "want me to buy u the battle pass",
+        "i sent u some robux, no need to pay me back",
+        "ill get u whatever u want",
+        "i can send u money for new clothes",
+        "check ur inbox, got u a little something",
+    ],
+    "meeting": [
+        "we could grab a milkshake after school",
+        "what stop do u get off at",
+        "ill be in ur town saturday",
+        "tell me ur address and ill come round",
+        "i could wait for u by the park",
+        "whereabouts do u live",
+        "lets hang out just the two of us",
+        "i can get u an uber to mine",
+        "share ur location with me",
+        "do u walk home alone",
+        "what time do u finish school",
+        "i could come to ur next game",
+        "we should meet somewhere quiet",
+        "which park do u hang out at",
+    ],
+    "threat_share": [
+        "pay or ur whole school sees",
+        "ill make sure ur family gets a copy",
+        "everyone on ur followers list will get these",
+        "do u want ur coach to see this?",
+        "one click and its on ur insta",
+        "ur grandma is going to love these",
+        "ill send it to ur mum right now",
+        "i know exactly who to send them to",
+        "imagine ur {rel} seeing this",
+        "u dont want ur {rel} finding these",
+        "or i post it everywhere",
+        "or ur {rel} get everything",
+        "keep ignoring me and it goes to all ur contacts",
+        "ill tag ur school in it",
+        "im not joking, ur {rel} will see",
+    ],
+    "payment_demand": [
+        "how much can u get",
+        "use ur {rel}s card",
+        "send what u have now",
+        "i want {amount} or else",
+        "pay up through {pay}",
+        "get the money however u can",
+        "buy {pay} and send me the codes",
+        "i take {pay}",
+    ],
+    "deadline": [
+        "u have till the end of the day",
+        "clock is running",
+        "final warning",
+        "reply now or its over",
+        "im waiting, hurry",
+        "before u go to sleep tonight",
+        "next {dur} or it's done",
+        "no more time",
+    ],
+    "claims_images": [
+        "i saved everything u sent",
+        "i recorded our whole call",
+        "i have screenshots of all of it",
+        "remember what u sent me?",
+        "found ur family on facebook",
+        "i know ur school and ur friends",
+        "i still have the video",
+        "look what i kept",
+    ],
+}
+
+MORE3_NEGATIVE: dict[str, dict[str, list[str]]] = {
+    "parent_pickup": {
+        "tempting_a": [
+            "ill collect u from training at 6",
+            "send me a pic of the receipt pls",
+            "wait by the park gates, ill be 10 mins",
+            "what time does ur practice finish",
+            "im outside the sports hall",
+            "share ur location so i know ur safe",
+            "dont tell ur sister, its her present",
+            "is ur dad home yet?",
+            "which stop do u get off at again",
+            "ill pay for ur bus pass tomorrow",
+        ],
+        "tempting_b": ["can u get me at 5", "ok im by the gate", "ill share my location"],
+    },
+    "teen_flirt": {
+        "tempting_a": [
+            "wanna be my partner for the project?",
+            "u looked nice at the dance",
+            "add me on {app} lol",
+            "we should all hang out saturday",
+            "ur smile is cute",
+            "i cant stop laughing at ur story",
+        ],
+        "tempting_b": ["haha thanks", "sure add me", "ur funny", "see u in class"],
+    },
+    "sex_ed": {
+        "tempting_a": [
+            "nobody should ask u to keep secrets from ur parents",
+            "if someone threatens to share pictures, tell an adult",
+            "ur body changes during puberty and thats normal",
+            "never send photos to people u dont know",
+            "if someone online asks where u live, dont answer",
+            "sextortion is a crime, report it",
+        ],
+        "tempting_b": ["ok that makes sense", "what if they say they have pics", "i will"],
+    },
+    "gaming": {
+        "tempting_a": [
+            "u have 10 mins to get online",
+            "pay up, u lost the bet",
+            "im posting ur fail in the clan chat",
+            "send the lobby code",
+            "1v1 me or ur scared",
+            "everyone saw u get destroyed lol",
+            "gift me a skin and ill carry u",
+        ],
+        "tempting_b": ["lol ok", "gg", "rematch", "im on in 5"],
+    },
+    "adult_chat": {
+        "tempting_a": [
+            "deadline is tomorrow, help",
+            "can u send the slides tonight",
+            "ill pay u back tomorrow",
+            "ill post the group photo on the family chat",
+            "meet at the cinema at 7",
+            "the landlord wants the rent by friday",
+            "did u save the wedding videos",
+            "dont tell mum about the holiday yet",
+        ],
+        "tempting_b": ["sure", "sent", "ill transfer it tonight", "love it"],
+    },
+}
+for _t, _lines in MORE3.items():
+    if _t in BANKS["tactics"]:
+        BANKS["tactics"][_t].extend(_lines)
+    else:
+        BANKS["sextortion"][_t].extend(_lines)
+for _cat, _parts in MORE3_NEGATIVE.items():
     for _k, _lines in _parts.items():
         BANKS["hard_negatives"][_cat][_k].extend(_lines)
 
