@@ -155,6 +155,11 @@ def test_disclosed_ages() -> None:
     assert disclosed_ages(fold("I'm 13")) == [13]
     assert disclosed_ages(fold("im 24 years old")) == [24, 24]
     assert disclosed_ages(fold("i have 3 cats")) == []
+    assert disclosed_ages(fold("im in 8th grade")) == [13]
+    assert disclosed_ages(fold("I'm in Year 9")) == [14]
+    assert disclosed_ages(fold("i'm still in middle school")) == [12]
+    assert disclosed_ages(fold("im in my twenties lol")) == [25]
+    assert disclosed_ages(fold("my sister is in year 8")) == []
 
 
 # ----------------------------------------------------------------------------- scorer

@@ -68,6 +68,18 @@ _AGE_PATTERNS = (
     re.compile(r"^(\d{1,2})(?: and you| hbu| you| lol| haha)?$"),
     re.compile(r"(?:^| )(?:bit older|older) (\d{2})(?: |$)"),
 )
+
+# Stated school stages and decades, on folded text -> a rough age (only minor/adult matters).
+_STAGE_PATTERNS: tuple[tuple[re.Pattern[str], int | None], ...] = (
+    (re.compile(r"(?:^| )i am in (?:grade|year) (\d{1,2})(?: |$)"), None),
+    (re.compile(r"(?:^| )i am in (\d{1,2}) ?(?:th|st|nd|rd) grade(?: |$)"), None),
+    (re.compile(r"(?:^| )i am (?:stil )?in (?:midle|junior high|primary|elementary) scho?l"), 12),
+    (re.compile(r"(?:^| )i am (?:stil )?in (?:high|secondary) scho?l"), 15),
+    (re.compile(r"(?:^| )i am in my (?:twenties|20 ?s)(?: |$)"), 25),
+    (re.compile(r"(?:^| )i am in my (?:thirties|30 ?s)(?: |$)"), 35),
+    (re.compile(r"(?:^| )i am in my (?:forties|40 ?s|fifties|50 ?s)(?: |$)"), 45),
+    (re.compile(r"(?:^| )i am a grown (?:man|woman|adult)(?: |$)"), 30),
+)
 _SECOND_PERSON = re.compile(r"(?<![a-z0-9])(?:you|your|yours|yourself|ya)(?![a-z0-9])")
 
 
@@ -206,13 +218,22 @@ def _band_kind(band: str | None) -> str | None:
 
 
 def disclosed_ages(folded: str) -> list[int]:
-    """Ages a message states about its sender ("im 13", "24 years old", a bare "14")."""
+    """Ages a message states about its sender ("im 13", "24 years old", a bare "14"), and
+    rough ones from a school stage or a decade ("im in year 8", "im in my twenties")."""
     out: list[int] = []
     for rx in _AGE_PATTERNS:
         for m in rx.finditer(folded):
             age = int(m.group(1))
             if 8 <= age <= 80:
                 out.append(age)
+    for rx, fixed in _STAGE_PATTERNS:
+        m = rx.search(folded)
+        if m is None:
+            continue
+        if fixed is not None:
+            out.append(fixed)
+        elif 1 <= int(m.group(1)) <= 12:
+            out.append(int(m.group(1)) + 5)  # grade/year N: about N + 5 years old
     return out
 
 
