@@ -226,14 +226,14 @@ def disclosed_ages(folded: str) -> list[int]:
             age = int(m.group(1))
             if 8 <= age <= 80:
                 out.append(age)
-    for rx, fixed in _STAGE_PATTERNS:
-        m = rx.search(folded)
-        if m is None:
+    for srx, fixed in _STAGE_PATTERNS:
+        stage = srx.search(folded)
+        if stage is None:
             continue
         if fixed is not None:
             out.append(fixed)
-        elif 1 <= int(m.group(1)) <= 12:
-            out.append(int(m.group(1)) + 5)  # grade/year N: about N + 5 years old
+        elif 1 <= int(stage.group(1)) <= 12:
+            out.append(int(stage.group(1)) + 5)  # grade/year N: about N + 5 years old
     return out
 
 
