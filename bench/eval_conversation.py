@@ -1,7 +1,7 @@
 """Evaluation report for conversation risk scoring: ``python bench/eval_conversation.py``.
 
 Prints, for the evaluation set (tests/data/conversations) and the hand-written holdouts
-(tests/data/conversations_holdout, _holdout2, _holdout3, _holdout4): flag recall, false flags on hard negatives per category,
+(tests/data/conversations_holdout, _holdout2 … _holdout5 where present): flag recall, false flags on hard negatives per category,
 per-tactic recall / precision, messages to flag, sextortion flagged at the first threat. Then the
 same without participants' age bands (to show what the bands contribute), and the time per
 message split into fold / lexicon / model / whole scorer.
@@ -34,6 +34,7 @@ HOLDOUT = ROOT / "tests" / "data" / "conversations_holdout"
 HOLDOUT2 = ROOT / "tests" / "data" / "conversations_holdout2"
 HOLDOUT3 = ROOT / "tests" / "data" / "conversations_holdout3"
 HOLDOUT4 = ROOT / "tests" / "data" / "conversations_holdout4"
+HOLDOUT5 = ROOT / "tests" / "data" / "conversations_holdout5"
 
 
 def strip_bands(convs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -81,7 +82,7 @@ def main() -> None:
     hold, hold2, hold3 = load_dir(HOLDOUT), load_dir(HOLDOUT2), load_dir(HOLDOUT3)
     hold4 = load_dir(HOLDOUT4)
     figures: dict[str, Any] = {}
-    for name, convs in [
+    sets: list[tuple[str, list[dict[str, Any]]]] = [
         ("eval", ev),
         ("holdout", hold),
         ("holdout2", hold2),
@@ -91,7 +92,11 @@ def main() -> None:
         ("eval_without_age_bands", strip_bands(ev)),
         ("holdouts_1_to_3_without_age_bands", strip_bands(hold + hold2 + hold3)),
         ("holdout4_without_age_bands", strip_bands(hold4)),
-    ]:
+    ]
+    hold5 = load_dir(HOLDOUT5) if HOLDOUT5.is_dir() else []
+    if hold5:
+        sets += [("holdout5", hold5), ("holdout5_without_age_bands", strip_bands(hold5))]
+    for name, convs in sets:
         rep = report(run(convs))
         figures[name] = rep
         print(f"=== {name}")
