@@ -80,6 +80,7 @@ _STAGE_PATTERNS: tuple[tuple[re.Pattern[str], int | None], ...] = (
     (re.compile(r"(?:^| )i am in my (?:forties|40 ?s|fifties|50 ?s)(?: |$)"), 45),
     (re.compile(r"(?:^| )i am a grown (?:man|woman|adult)(?: |$)"), 30),
 )
+_STRONG_GROOMING = frozenset({"secrecy", "isolation", "photo_request", "sexualisation", "meeting"})
 _SECOND_PERSON = re.compile(r"(?<![a-z0-9])(?:you|your|yours|yourself|ya)(?![a-z0-9])")
 
 
@@ -166,6 +167,9 @@ class ScoringConfig:
     # Tactics the model may find on its own (without a lexicon hit): all but threats, whose
     # false alarms flag a conversation at once.
     model_alone: frozenset[str] = frozenset(TACTICS) - {"threat_share"}
+    # Lexicon veto for the strong grooming tactics once the sender has shown another of them
+    # (None: no relief).
+    grooming_context_veto: float | None = 0.0
     # The model alone finds a tactic at its trained threshold, but never below this floor.
     model_alone_floor: float = 0.7
     # In a sextortion context (see ConversationScorer.message_tactics) the model alone may
@@ -318,6 +322,14 @@ class ConversationScorer:
                     found.append(t)
             for t, req in self.lexicon.context_hits(folded).items():
                 if t not in found and (here - {t}) & req:
+                    found.append(t)
+        # Grooming context: once the sender has shown one of the strong grooming tactics, the
+        # lexicon's hits on the others need less model agreement (a second tactic from the
+        # same sender is what flags, and unseen phrasings are where the model vetoes wrongly).
+        relief = cfg.grooming_context_veto
+        if relief is not None and context & _STRONG_GROOMING:
+            for t in _STRONG_GROOMING - context - set(found):
+                if t in lex and proba.get(t, 0.0) >= relief:
                     found.append(t)
         found.sort(key=TACTICS.index)
         return found, strength, folded
