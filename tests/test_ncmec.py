@@ -30,6 +30,7 @@ from lifeguard.reports.lereports import (
     LeReportInput,
     Location,
     NotConfirmed,
+    ReportAnnotation,
     ReportedUser,
     Reporter,
     ReportFile,
@@ -44,6 +45,8 @@ from lifeguard.reports.ncmec import (
     build_report_xml,
 )
 from lifeguard.reports.standin import NcmecStandin
+from lifeguard.reports.standin import _Invalid as StandinInvalid
+from lifeguard.reports.standin import validate as standin_validate
 from lifeguard.store.db import Database
 
 T0 = dt.datetime(2026, 11, 20, 14, 30, tzinfo=dt.UTC)
@@ -362,7 +365,7 @@ def test_refused_connection_retried_then_gives_up(db: Database) -> None:
 
 
 def test_submissions_are_audited(standin: NcmecStandin, db: Database) -> None:
-    from lifeguard.reports.audit import AuditRecord
+    from lifeguard.reports.models import AuditRecord
 
     client(standin, db).submit_report(make_input(), actor="senior-b")
     with db.read_session() as s:
@@ -377,3 +380,210 @@ def test_submissions_are_audited(standin: NcmecStandin, db: Database) -> None:
         "le_report.ncmec.fileinfo",
         "le_report.ncmec.finish",
     ]
+
+
+# --- cross-checked against NCMEC's ISPWS XSD (see docs/law-enforcement-reports.md) -------------
+
+XSD_INCIDENT_TYPES = {
+    "Child Pornography (possession, manufacture, and distribution)",
+    "Child Sex Trafficking",
+    "Child Sex Tourism",
+    "Child Sexual Molestation",
+    "Misleading Domain Name",
+    "Misleading Words or Digital Images on the Internet",
+    "Online Enticement of Children for Sexual Acts",
+    "Unsolicited Obscene Material Sent to a Child",
+}
+
+
+def annotated_input() -> LeReportInput:
+    inp = make_input()
+    return dataclasses.replace(
+        inp,
+        incident=dataclasses.replace(
+            inp.incident,
+            type=IncidentType.ONLINE_ENTICEMENT,
+            escalate="Threats to a child, payment demanded",
+            annotations=(ReportAnnotation.SEXTORTION, ReportAnnotation.CSAM_SOLICITATION),
+        ),
+        reporter=dataclasses.replace(
+            inp.reporter,
+            reporting_person=Contact("Ada", "Lovelace", "trust@example.com", "+44 20 7946 0000"),
+        ),
+    )
+
+
+def test_incident_type_values_match_xsd_enumeration() -> None:
+    assert {str(t) for t in IncidentType} == XSD_INCIDENT_TYPES
+    assert {str(c) for c in IndustryClassification} == {"A1", "A2", "B1", "B2"}
+    assert {str(e) for e in IpEvent} == {
+        "Login", "Registration", "Purchase", "Upload", "Other", "Unknown",
+    }  # fmt: skip
+
+
+def test_incident_summary_sequence_and_report_annotations() -> None:
+    root = ET.fromstring(build_report_xml(annotated_input()))
+    summ = root.find("incidentSummary")
+    assert summ is not None
+    assert [c.tag for c in summ] == [
+        "incidentType",
+        "platform",
+        "escalateToHighPriority",
+        "reportAnnotations",
+        "incidentDateTime",
+    ]
+    assert summ.findtext("incidentType") == "Online Enticement of Children for Sexual Acts"
+    assert summ.findtext("platform") == "ExampleApp"
+    ann = summ.find("reportAnnotations")
+    assert ann is not None
+    # xs:all of xs:boolean fixed="true": each flag once, value true, schema listing order
+    assert [(c.tag, c.text) for c in ann] == [("sextortion", "true"), ("csamSolicitation", "true")]
+    # no annotations -> no empty reportAnnotations element
+    plain = ET.fromstring(build_report_xml(make_input()))
+    assert plain.find("incidentSummary/reportAnnotations") is None
+
+
+def test_reporter_uses_legalURL_and_person_sequence() -> None:
+    root = ET.fromstring(build_report_xml(annotated_input()))
+    rep = root.find("reporter")
+    assert rep is not None
+    assert [c.tag for c in rep] == ["reportingPerson", "contactPerson", "legalURL"]
+    assert rep.find("legalUrl") is None
+    assert rep.findtext("legalURL") == "https://example.com/legal"
+    assert [c.tag for c in rep.find("reportingPerson")] == [  # type: ignore[union-attr]
+        "firstName",
+        "lastName",
+        "phone",
+        "email",
+    ]
+
+
+def test_estimated_location_verified_is_an_attribute() -> None:
+    root = ET.fromstring(build_report_xml(make_input()))
+    loc = root.find("personOrUserReported/estimatedLocation")
+    assert loc is not None
+    assert loc.get("verified") == "false"
+    assert loc.find("verified") is None
+    assert [c.tag for c in loc] == ["city", "countryCode"]
+
+
+def test_file_details_hashes_annotations_and_details() -> None:
+    f = dataclasses.replace(
+        make_input().files[0],
+        # given out of schema order and with a duplicate: emitted once each, in XSD order
+        annotations=(FileAnnotation.VIRAL, FileAnnotation.POTENTIAL_MEME, FileAnnotation.VIRAL),
+    )
+    root = ET.fromstring(build_file_details_xml("10000001", "f1", f))
+    assert [c.tag for c in root] == [
+        "reportId",
+        "fileId",
+        "originalFileName",
+        "fileViewedByEsp",
+        "exifViewedByEsp",
+        "publiclyAvailable",
+        "fileAnnotations",
+        "industryClassification",
+        "originalFileHash",
+        "originalFileHash",
+        "details",
+    ]
+    ann = root.find("fileAnnotations")
+    assert [(c.tag, c.text) for c in ann] == [  # type: ignore[union-attr]
+        ("potentialMeme", "true"),
+        ("viral", "true"),
+    ]
+    for h in root.findall("originalFileHash"):
+        assert h.get("hashType") in {"MD5", "SHA256"} and h.text and not list(h)
+    det = root.find("details")
+    assert det is not None and det.get("type") == "HASH"
+    pairs = [(p.findtext("name"), p.findtext("value")) for p in det.findall("nameValuePair")]
+    assert pairs == [("PDQ", "a" * 64), ("matchedHashList", "NCMEC_HASHES")]
+    assert all(p.attrib == {} for p in det.findall("nameValuePair"))
+    standin_validate(root)  # the stand-in accepts it
+
+
+def test_standin_accepts_our_documents() -> None:
+    for inp in (make_input(), annotated_input(), make_input(surface=Surface.CHAT_IM)):
+        standin_validate(ET.fromstring(build_report_xml(inp)))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "match"),
+    [
+        (b"legalURL>", b"legalUrl>", "unexpected element 'legalUrl'"),
+        (b"Sexual Acts", b"Sexual Act", "not an allowed value"),
+        (b"platform>", b"platformName>", "unexpected element 'platformName'"),
+        (b"<sextortion>true", b"<sextortion>false", "fixed value"),
+        (b"<csamSolicitation>true</csamSolicitation>", b"<sextortion />", "given twice"),
+        (b'verified="false"', b'verified="no"', "not a boolean"),
+        (b"2026-11-20T14:30:00Z</incidentDateTime>", b"2026-11-20</incidentDateTime>", "time"),
+    ],
+)
+def test_standin_rejects_xsd_violations(old: bytes, new: bytes, match: str) -> None:
+    xml = build_report_xml(annotated_input())
+    assert old in xml, old
+    standin_validate(ET.fromstring(xml))  # the unmodified document is accepted
+    with pytest.raises(StandinInvalid, match=match):
+        standin_validate(ET.fromstring(xml.replace(old, new)))
+
+
+def test_standin_rejects_structure_errors() -> None:
+    inp = annotated_input()
+    # verified as a child element of estimatedLocation (the old layout)
+    root = ET.fromstring(build_report_xml(inp))
+    loc = root.find("personOrUserReported/estimatedLocation")
+    assert loc is not None
+    ET.SubElement(loc, "verified").text = "false"
+    with pytest.raises(StandinInvalid, match="unexpected element 'verified'"):
+        standin_validate(root)
+    # internetDetails is a choice: exactly one incident kind
+    root = ET.fromstring(build_report_xml(inp))
+    net = root.find("internetDetails")
+    assert net is not None
+    ET.SubElement(net, "chatImIncident")
+    with pytest.raises(StandinInvalid, match="exactly one incident kind"):
+        standin_validate(root)
+    # platform after escalateToHighPriority is out of sequence order
+    root = ET.fromstring(build_report_xml(inp))
+    summ = root.find("incidentSummary")
+    assert summ is not None
+    plat = summ.find("platform")
+    assert plat is not None
+    summ.remove(plat)
+    summ.insert(2, plat)
+    with pytest.raises(StandinInvalid, match="out of schema order"):
+        standin_validate(root)
+    # unknown attribute (e.g. type on nameValuePair instead of details) and bad details type
+    fd = ET.fromstring(build_file_details_xml("10000001", "f1", inp.files[0]))
+    pair = fd.find("details/nameValuePair")
+    assert pair is not None
+    pair.set("type", "HASH")
+    with pytest.raises(StandinInvalid, match="unexpected attribute 'type'"):
+        standin_validate(fd)
+    fd = ET.fromstring(build_file_details_xml("10000001", "f1", inp.files[0]))
+    fd.find("details").set("type", "MD5")  # type: ignore[union-attr]
+    with pytest.raises(StandinInvalid, match="not an allowed value"):
+        standin_validate(fd)
+    # originalFileHash without its required hashType attribute
+    fd = ET.fromstring(build_file_details_xml("10000001", "f1", inp.files[0]))
+    del fd.find("originalFileHash").attrib["hashType"]  # type: ignore[union-attr]
+    with pytest.raises(StandinInvalid, match="hashType"):
+        standin_validate(fd)
+    # potentialMeme (fileDetails level) and fileAnnotations are an xs:choice
+    fd = ET.fromstring(build_file_details_xml("10000001", "f1", inp.files[0]))
+    tags = [c.tag for c in fd]
+    fd.insert(tags.index("fileAnnotations"), ET.Element("potentialMeme"))
+    fd[tags.index("fileAnnotations")].text = "true"
+    with pytest.raises(StandinInvalid, match="only one of"):
+        standin_validate(fd)
+    # reportId is xs:long
+    fd = ET.fromstring(build_file_details_xml("r-1", "f1", inp.files[0]))
+    with pytest.raises(StandinInvalid, match="not an integer"):
+        standin_validate(fd)
+
+
+def test_annotated_report_full_flow(standin: NcmecStandin) -> None:
+    res = client(standin, None).submit_report(annotated_input(), actor="senior-b")
+    assert res.finished
+    stored = ET.fromstring(standin.reports[res.report_id].xml)
+    assert stored.find("incidentSummary/reportAnnotations/sextortion") is not None

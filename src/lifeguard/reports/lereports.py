@@ -44,8 +44,18 @@ class IncidentType(enum.StrEnum):
     CHILD_SEXUAL_MOLESTATION = "Child Sexual Molestation"
     MISLEADING_DOMAIN_NAME = "Misleading Domain Name"
     MISLEADING_WORDS_OR_IMAGES = "Misleading Words or Digital Images on the Internet"
-    ONLINE_ENTICEMENT = "Online Enticement of Children for Sexual Act"
+    ONLINE_ENTICEMENT = "Online Enticement of Children for Sexual Acts"
     UNSOLICITED_OBSCENE_MATERIAL = "Unsolicited Obscene Material Sent to a Child"
+
+
+class ReportAnnotation(enum.StrEnum):
+    """NCMEC ``reportAnnotations`` tags on the incident summary (XSD ``reportAnnotations``)."""
+
+    SEXTORTION = "sextortion"
+    CSAM_SOLICITATION = "csamSolicitation"
+    MINOR_TO_MINOR_INTERACTION = "minorToMinorInteraction"
+    SPAM = "spam"
+    SADISTIC_ONLINE_EXPLOITATION = "sadisticOnlineExploitation"
 
 
 class Surface(enum.StrEnum):
@@ -149,9 +159,13 @@ class Incident:
     child_at_immediate_risk: bool = False
     #: Ongoing contact abuse / grooming of an identified child (NCA priority 2, see nca.py).
     ongoing_abuse: bool = False
+    #: NCMEC report tags (e.g. sextortion); each at most once.
+    annotations: tuple[ReportAnnotation, ...] = ()
 
     def __post_init__(self) -> None:
         IncidentType(self.type)
+        for a in self.annotations:
+            ReportAnnotation(a)
         _aware(self.time, "incident.time")
         _need(self.summary, "incident.summary")
 

@@ -29,11 +29,14 @@ from dataclasses import dataclass, field
 
 from lifeguard.errors import LifeguardError
 from lifeguard.reports.lereports import (
+    Contact,
     DeviceId,
+    FileAnnotation,
     IpCapture,
     LeReportError,
     LeReportInput,
     Location,
+    ReportAnnotation,
     ReportFile,
     Surface,
     check_endpoint,
@@ -68,6 +71,9 @@ TRANSIENT_CODES = frozenset({1000, 1100, 1110})
 TRANSIENT_HTTP = frozenset({429, 500, 502, 503, 504})
 
 _HASH_TYPES = {"md5": "MD5", "sha256": "SHA256"}
+#: XSD ``xs:all`` groups (each tag at most once); emitted in the schema's listing order.
+_REPORT_ANNOTATION_ORDER = list(ReportAnnotation)
+_FILE_ANNOTATION_ORDER = list(FileAnnotation)
 
 
 class NcmecError(LifeguardError):
@@ -124,24 +130,50 @@ def _device(parent: ET.Element, d: DeviceId) -> None:
 
 
 def _location(parent: ET.Element, loc: Location) -> None:
+    """``estimatedLocation``: city, region, countryCode elements; ``verified`` (and ``timestamp``)
+    are XML *attributes* in the XSD, not child elements."""
     el = _sub(parent, "estimatedLocation")
+    el.set("verified", _bool(loc.verified))
     if loc.city:
         _sub(el, "city", loc.city)
     if loc.region:
         _sub(el, "region", loc.region)
     if loc.country_code:
         _sub(el, "countryCode", loc.country_code)
-    _sub(el, "verified", _bool(loc.verified))
 
 
-def _person(parent: ET.Element, tag: str, first: str, last: str, emails: Sequence[str]) -> None:
+def _flags(parent: ET.Element, tag: str, chosen: Sequence[str], order: Sequence[str]) -> None:
+    """An ``xs:all`` of ``xs:boolean fixed="true"`` flags: each chosen tag once, text ``true``."""
+    if not chosen:
+        return
+    el = _sub(parent, tag)
+    for name in order:
+        if name in chosen:
+            _sub(el, str(name), "true")
+
+
+def _person(
+    parent: ET.Element,
+    tag: str,
+    first: str,
+    last: str,
+    emails: Sequence[str],
+    phones: Sequence[str] = (),
+) -> None:
+    """A ``person``/``contactPerson``: firstName, lastName, phone*, email*, address*, ... in order."""
     p = _sub(parent, tag)
     if first:
         _sub(p, "firstName", first)
     if last:
         _sub(p, "lastName", last)
+    for ph in phones:
+        _sub(p, "phone", ph)
     for e in emails:
         _sub(p, "email", e)
+
+
+def _contact(parent: ET.Element, tag: str, c: Contact) -> None:
+    _person(parent, tag, c.first_name, c.last_name, [c.email], [c.phone] if c.phone else [])
 
 
 def build_report_element(inp: LeReportInput) -> ET.Element:
@@ -152,11 +184,13 @@ def build_report_element(inp: LeReportInput) -> ET.Element:
 
     summ = _sub(root, "incidentSummary")
     _sub(summ, "incidentType", str(inp.incident.type))
+    _sub(summ, "platform", inp.reporter.service)
     escalate = inp.incident.escalate or (
         "Child at immediate risk" if inp.incident.child_at_immediate_risk else ""
     )
     if escalate:
         _sub(summ, "escalateToHighPriority", escalate)
+    _flags(summ, "reportAnnotations", inp.incident.annotations, _REPORT_ANNOTATION_ORDER)
     _sub(summ, "incidentDateTime", iso_time(inp.incident.time))
 
     net = _sub(root, "internetDetails")
@@ -182,15 +216,13 @@ def build_report_element(inp: LeReportInput) -> ET.Element:
         _sub(chat, "additionalInfo", note)
 
     rep = _sub(root, "reporter")
-    rp = inp.reporter.reporting_person
-    _person(rep, "reportingPerson", rp.first_name, rp.last_name, [rp.email])
+    _contact(rep, "reportingPerson", inp.reporter.reporting_person)
     if inp.reporter.contact_person is not None:
-        cp = inp.reporter.contact_person
-        _person(rep, "contactPerson", cp.first_name, cp.last_name, [cp.email])
+        _contact(rep, "contactPerson", inp.reporter.contact_person)
     if inp.reporter.terms_of_service:
         _sub(rep, "termsOfService", inp.reporter.terms_of_service)
     if inp.reporter.legal_url:
-        _sub(rep, "legalUrl", inp.reporter.legal_url)
+        _sub(rep, "legalURL", inp.reporter.legal_url)
 
     user = inp.reported_users[0]
     pu = _sub(root, "personOrUserReported")
@@ -255,10 +287,7 @@ def build_file_details_xml(report_id: str, file_id: str, f: ReportFile) -> bytes
     _sub(root, "fileViewedByEsp", _bool(f.viewed_by_esp))
     _sub(root, "exifViewedByEsp", _bool(f.exif_viewed))
     _sub(root, "publiclyAvailable", _bool(f.publicly_available))
-    if f.annotations:
-        ann = _sub(root, "fileAnnotations")
-        for a in f.annotations:
-            _sub(ann, str(a))
+    _flags(root, "fileAnnotations", f.annotations, _FILE_ANNOTATION_ORDER)
     _sub(root, "industryClassification", str(f.classification))
     for name, value in f.hashes.items():
         if name in _HASH_TYPES:

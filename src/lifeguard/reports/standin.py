@@ -1,9 +1,10 @@
 """Local stand-in servers for NCMEC's CyberTipline API and an NCA-like JSON endpoint.
 
 Real HTTP on 127.0.0.1 (stdlib ``http.server`` in a thread), for tests and for trying the flow
-without credentials. The NCMEC stand-in validates the *documented* structure independently of the
-builder in ``ncmec.py`` (its own element-order tables): required elements, element order,
-enumerations, booleans and ISO 8601 date-times; it answers like NCMEC (``<reportResponse>`` with
+without credentials. The NCMEC stand-in validates the structure independently of the builder in
+``ncmec.py`` (its own tables, taken from a public copy of NCMEC's ISPWS XSD, see
+docs/law-enforcement-reports.md): required elements, sequence order, choices, ``xs:all`` flag groups,
+attributes, enumerations, booleans, integers and ISO 8601 date-times; it answers like NCMEC (``<reportResponse>`` with
 responseCode 0 and a reportId, 4100/4110 for invalid/malformed XML, 2000 without credentials,
 5001/5101/5102 for unknown/retracted/finished reports). ``fail_next`` injects transient failures.
 
@@ -24,56 +25,96 @@ from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-# Documented element order (CyberTipline report-details types); optional unless in _REQUIRED.
+# Element order of the CyberTipline XSD sequences (checked against a public copy of NCMEC's ISPWS
+# XSD, see docs/law-enforcement-reports.md); every element optional unless listed in _REQUIRED.
+_PERSON = ["firstName", "lastName", "phone", "email", "address", "age", "dateOfBirth"]
+_CONTACT = ["firstName", "lastName", "phone", "email", "address"]
 _ORDER: dict[str, list[str]] = {
     "report": [
-        "incidentSummary", "internetDetails", "lawEnforcement", "reporter",
+        "batchedReport", "incidentSummary", "internetDetails", "lawEnforcement", "reporter",
         "personOrUserReported", "intendedRecipient", "victim", "additionalInfo",
     ],
     "incidentSummary": [
-        "incidentType", "escalateToHighPriority", "reportAnnotations", "incidentDateTime",
-        "incidentDateTimeDescription",
+        "incidentType", "platform", "escalateToHighPriority", "reportAnnotations",
+        "incidentDateTime", "incidentDateTimeDescription",
     ],
-    "reporter": ["reportingPerson", "contactPerson", "companyTemplate", "termsOfService", "legalUrl"],
-    "reportingPerson": ["firstName", "lastName", "phone", "email", "address"],
-    "contactPerson": ["firstName", "lastName", "phone", "email", "address"],
-    "personOrUserReportedPerson": [
-        "firstName", "lastName", "phone", "email", "address", "age", "dateOfBirth",
+    "webPageIncident": ["url", "additionalInfo"],
+    "emailIncident": ["emailAddress", "content", "additionalInfo"],
+    "chatImIncident": ["chatClient", "chatRoomName", "content", "additionalInfo"],
+    "onlineGamingIncident": ["gameName", "console", "content", "additionalInfo"],
+    "lawEnforcement": [
+        "agencyName", "caseNumber", "officerContact", "reportedToLe",
+        "servedLegalProcessDomestic", "servedLegalProcessInternational",
     ],
-    "victimPerson": ["firstName", "lastName", "phone", "email", "address", "age", "dateOfBirth"],
+    "reporter": ["reportingPerson", "contactPerson", "companyTemplate", "termsOfService", "legalURL"],
+    "reportingPerson": _PERSON,
+    "contactPerson": _CONTACT,
+    "officerContact": _CONTACT,
+    "personOrUserReportedPerson": _PERSON,
+    "intendedRecipientPerson": _PERSON,
+    "victimPerson": _PERSON,
     "personOrUserReported": [
         "personOrUserReportedPerson", "vehicleDescription", "espIdentifier", "espService",
-        "screenName", "displayName", "profileUrl", "ipCaptureEvent", "deviceId",
-        "thirdPartyUserReported", "priorCTReports", "groupIdentifier", "estimatedLocation",
-        "additionalInfo",
+        "compromisedAccount", "screenName", "displayName", "profileUrl", "profileBio",
+        "ipCaptureEvent", "deviceId", "thirdPartyUserReported", "priorCTReports",
+        "groupIdentifier", "accountTemporarilyDisabled", "accountPermanentlyDisabled",
+        "estimatedLocation", "allEmailsReported", "associatedAccount", "additionalInfo",
+    ],
+    "intendedRecipient": [
+        "intendedRecipientPerson", "espIdentifier", "espService", "compromisedAccount",
+        "screenName", "displayName", "profileUrl", "profileBio", "ipCaptureEvent", "deviceId",
+        "priorCTReports", "groupIdentifier", "accountTemporarilyDisabled",
+        "accountPermanentlyDisabled", "estimatedLocation", "allEmailsReported", "additionalInfo",
     ],
     "victim": [
-        "victimPerson", "espIdentifier", "espService", "screenName", "displayName", "profileUrl",
-        "ipCaptureEvent", "deviceId", "schoolName", "priorCTReports", "estimatedLocation",
-        "additionalInfo",
+        "victimPerson", "espIdentifier", "espService", "compromisedAccount", "screenName",
+        "displayName", "profileUrl", "profileBio", "ipCaptureEvent", "deviceId", "schoolName",
+        "priorCTReports", "accountTemporarilyDisabled", "accountPermanentlyDisabled",
+        "estimatedLocation", "allEmailsReported", "associatedAccount", "additionalInfo",
     ],
     "ipCaptureEvent": ["ipAddress", "eventName", "dateTime", "possibleProxy", "port"],
     "deviceId": ["idType", "idValue", "eventName", "dateTime"],
-    "estimatedLocation": ["city", "region", "countryCode", "verified", "timestamp"],
-    "webPageIncident": ["url", "additionalInfo", "thirdPartyHostedContent"],
-    "chatImIncident": ["chatClient", "chatRoomName", "content", "additionalInfo"],
+    # verified / timestamp are attributes of estimatedLocation (see _ATTRS)
+    "estimatedLocation": ["city", "region", "countryCode"],
     "fileDetails": [
-        "reportId", "fileId", "fileName", "originalFileName", "locationOfFile", "fileViewedByEsp",
-        "exifViewedByEsp", "publiclyAvailable", "fileRelevance", "fileAnnotations",
-        "industryClassification", "originalFileHash", "ipCaptureEvent", "deviceId", "details",
-        "additionalInfo",
+        "reportId", "fileId", "fileName", "originalFileName", "uploadedToEspTimestamp",
+        "locationOfFile", "fileViewedByEsp", "exifViewedByEsp", "publiclyAvailable",
+        "fileRelevance", "potentialMeme|fileAnnotations", "industryClassification",
+        "originalFileHash", "ipCaptureEvent", "deviceId", "details", "additionalInfo",
     ],
+    "details": ["nameValuePair"],
+    "nameValuePair": ["name", "value"],
+}  # fmt: skip
+#: Elements that occur at most once (everything else in a sequence may repeat where the XSD says
+#: maxOccurs="unbounded"; the stand-in only enforces "once" for these).
+_ONCE = {
+    "incidentSummary", "lawEnforcement", "reporter", "incidentType", "platform",
+    "escalateToHighPriority", "reportAnnotations", "incidentDateTime", "reportingPerson",
+    "contactPerson", "legalURL", "espIdentifier", "espService", "screenName", "victimPerson",
+    "personOrUserReportedPerson", "estimatedLocation", "reportId", "fileId", "originalFileName",
+    "fileViewedByEsp", "exifViewedByEsp", "publiclyAvailable", "industryClassification",
+    "fileAnnotations", "ipAddress", "eventName", "idType", "idValue", "city", "region",
+    "countryCode", "chatClient", "chatRoomName", "name", "value", "firstName", "lastName",
 }  # fmt: skip
 _REQUIRED: dict[str, list[str]] = {
-    "report": ["incidentSummary", "reporter"],
+    # internetDetails is minOccurs=0 in the XSD, but its documentation says every report needs one
+    "report": ["incidentSummary", "internetDetails", "reporter"],
     "incidentSummary": ["incidentType", "incidentDateTime"],
     "reporter": ["reportingPerson"],
-    "reportingPerson": ["email"],
+    "reportingPerson": ["email"],  # required by the API documentation, not by the XSD
+    "lawEnforcement": ["agencyName"],
     "ipCaptureEvent": ["ipAddress"],
     "deviceId": ["idType", "idValue"],
     "victim": ["victimPerson"],
     "fileDetails": ["reportId", "fileId"],
+    "details": ["nameValuePair"],
+    "nameValuePair": ["name", "value"],
 }
+#: ``internetDetails`` is an xs:choice: exactly one of these children.
+_INCIDENT_KINDS = {
+    "webPageIncident", "emailIncident", "newsgroupIncident", "chatImIncident",
+    "onlineGamingIncident", "cellPhoneIncident", "nonInternetIncident", "peer2peerIncident",
+}  # fmt: skip
 _INCIDENT_TYPES = {
     "Child Pornography (possession, manufacture, and distribution)",
     "Child Sex Trafficking",
@@ -81,24 +122,51 @@ _INCIDENT_TYPES = {
     "Child Sexual Molestation",
     "Misleading Domain Name",
     "Misleading Words or Digital Images on the Internet",
-    "Online Enticement of Children for Sexual Act",
+    "Online Enticement of Children for Sexual Acts",
     "Unsolicited Obscene Material Sent to a Child",
 }
 _ENUMS: dict[str, set[str]] = {
     "incidentType": _INCIDENT_TYPES,
     "industryClassification": {"A1", "A2", "B1", "B2"},
     "eventName": {"Login", "Registration", "Purchase", "Upload", "Other", "Unknown"},
-    "fileRelevance": {"Reported", "Supplemental Reported", "Supplemental Unreported"},
+    "fileRelevance": {"Reported", "Supplemental Reported"},
 }
 _BOOLEANS = {
-    "fileViewedByEsp", "exifViewedByEsp", "publiclyAvailable", "possibleProxy", "verified",
-    "thirdPartyUserReported", "thirdPartyHostedContent",
+    "fileViewedByEsp", "exifViewedByEsp", "publiclyAvailable", "possibleProxy",
+    "thirdPartyUserReported", "compromisedAccount", "allEmailsReported", "potentialMeme",
+    "reportedToLe", "servedLegalProcessDomestic",
 }  # fmt: skip
-_DATETIMES = {"incidentDateTime", "dateTime", "timestamp"}
-_FILE_ANNOTATIONS = {
-    "animeDrawingVirtualHentai", "potentialMeme", "viral", "possibleSelfProduction",
-    "physicalHarm", "violenceGore", "bestiality", "liveStreaming", "infant", "generativeAi",
+_DATETIMES = {"incidentDateTime", "dateTime", "uploadedToEspTimestamp"}
+_INTEGERS = {"reportId", "priorCTReports", "port", "age"}
+_COUNTRY_TAGS = {"countryCode", "country"}
+#: xs:all groups of ``xs:boolean fixed="true"`` flags (any order, each at most once).
+_FLAG_GROUPS: dict[str, set[str]] = {
+    "fileAnnotations": {
+        "animeDrawingVirtualHentai", "potentialMeme", "viral", "possibleSelfProduction",
+        "physicalHarm", "violenceGore", "bestiality", "liveStreaming", "infant", "generativeAi",
+    },
+    "reportAnnotations": {
+        "sextortion", "csamSolicitation", "minorToMinorInteraction", "spam",
+        "sadisticOnlineExploitation",
+    },
 }  # fmt: skip
+#: Allowed attributes per element and their value kinds ("bool", "datetime", a set of values, or
+#: "str"); any other attribute is rejected.
+_ATTRS: dict[str, dict[str, str | set[str]]] = {
+    "estimatedLocation": {"verified": "bool", "timestamp": "datetime"},
+    "webPageIncident": {"thirdPartyHostedContent": "bool"},
+    "details": {"type": {"EXIF", "HASH"}},
+    "originalFileHash": {"hashType": "str"},
+    "email": {"type": {"Home", "Work", "Business", "Recovery"}, "verified": "bool",
+              "verificationDate": "datetime"},
+    "phone": {"type": {"Mobile", "Home", "Business", "Work", "Fax", "Internet", "Recovery"},
+              "verified": "bool", "verificationDate": "datetime", "countryCallingCode": "str",
+              "extension": "str"},
+    "address": {"type": {"Home", "Business", "Billing", "Shipping", "Technical"}},
+    "batchedReport": {"reason": {"VIRAL_POTENTIAL_MEME"}},
+}  # fmt: skip
+_XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
+#: hashType is a free xs:string (required); the stand-in accepts the usual names.
 _HASH_TYPES = {"MD5", "SHA1", "SHA256", "PhotoDNA", "PDQ", "OTHER"}
 
 
@@ -111,36 +179,85 @@ def _check_datetime(tag: str, text: str) -> None:
         t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise _Invalid(f"{tag}: not an ISO 8601 date-time: {text!r}") from None
+    if "T" not in text:
+        raise _Invalid(f"{tag}: xs:dateTime needs a time part: {text!r}")
     if t.tzinfo is None:
         raise _Invalid(f"{tag}: date-time without a time zone: {text!r}")
+
+
+def _check_attrs(el: ET.Element, here: str) -> None:
+    allowed = _ATTRS.get(el.tag, {})
+    for name, value in el.attrib.items():
+        if name.startswith(_XSI):
+            continue
+        kind = allowed.get(name)
+        if kind is None:
+            raise _Invalid(f"{here}: unexpected attribute {name!r}")
+        if kind == "bool" and value not in ("true", "false"):
+            raise _Invalid(f"{here}/@{name}: {value!r} is not a boolean")
+        if kind == "datetime":
+            _check_datetime(f"{here}/@{name}", value)
+        if isinstance(kind, set) and value not in kind:
+            raise _Invalid(f"{here}/@{name}: {value!r} is not an allowed value")
+
+
+def _position(order: list[str], tag: str) -> int:
+    for i, slot in enumerate(order):
+        if tag in slot.split("|"):
+            return i
+    return -1
 
 
 def validate(el: ET.Element, path: str = "") -> None:
     """Validate an element tree against the stand-in's schema tables; raises ``_Invalid``."""
     here = f"{path}/{el.tag}"
     text = (el.text or "").strip()
+    _check_attrs(el, here)
     if el.tag in _ENUMS and text not in _ENUMS[el.tag]:
         raise _Invalid(f"{here}: {text!r} is not an allowed value")
     if el.tag in _BOOLEANS and text not in ("true", "false"):
         raise _Invalid(f"{here}: {text!r} is not a boolean")
     if el.tag in _DATETIMES:
         _check_datetime(here, text)
+    if el.tag in _INTEGERS and not text.lstrip("-").isdigit():
+        raise _Invalid(f"{here}: {text!r} is not an integer")
+    if el.tag in _COUNTRY_TAGS and not (len(text) == 2 and text.isupper() and text.isalnum()):
+        raise _Invalid(f"{here}: {text!r} is not a two-letter country code")
+    if el.tag == "dateOfBirth":
+        try:
+            dt.date.fromisoformat(text)
+        except ValueError:
+            raise _Invalid(f"{here}: not an xs:date (YYYY-MM-DD): {text!r}") from None
     if el.tag == "originalFileHash" and el.get("hashType") not in _HASH_TYPES:
-        raise _Invalid(f"{here}: hashType {el.get('hashType')!r} is not allowed")
-    if el.tag == "fileAnnotations":
+        raise _Invalid(f"{here}: hashType {el.get('hashType')!r} is missing or not allowed")
+    if el.tag in _FLAG_GROUPS:
+        seen: set[str] = set()
         for child in el:
-            if child.tag not in _FILE_ANNOTATIONS:
+            if child.tag not in _FLAG_GROUPS[el.tag]:
                 raise _Invalid(f"{here}: unknown annotation {child.tag!r}")
+            if child.tag in seen:
+                raise _Invalid(f"{here}: annotation {child.tag!r} given twice")
+            if (child.text or "").strip() not in ("", "true"):
+                raise _Invalid(f"{here}/{child.tag}: fixed value is 'true'")
+            seen.add(child.tag)
         return
+    if el.tag == "internetDetails":
+        kinds = [c.tag for c in el]
+        if len(kinds) != 1 or kinds[0] not in _INCIDENT_KINDS:
+            raise _Invalid(f"{here}: exactly one incident kind expected, got {kinds}")
     order = _ORDER.get(el.tag)
     if order is not None:
         pos = -1
         for child in el:
-            if child.tag not in order:
+            i = _position(order, child.tag)
+            if i < 0:
                 raise _Invalid(f"{here}: unexpected element {child.tag!r}")
-            i = order.index(child.tag)
             if i < pos:
                 raise _Invalid(f"{here}: {child.tag!r} is out of schema order")
+            if i == pos and "|" in order[i]:
+                raise _Invalid(f"{here}: only one of {order[i]!r} is allowed")
+            if i == pos and child.tag in _ONCE:
+                raise _Invalid(f"{here}: {child.tag!r} may occur only once")
             pos = i
         present = {c.tag for c in el}
         for req in _REQUIRED.get(el.tag, []):
