@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,18 @@ from api_live import live_server
 from lifeguard.safety.conversation import (
     ConversationScorer,
     InvalidConversation,
+    ScoringConfig,
     disclosed_ages,
     score_conversation,
 )
 from lifeguard.safety.evaluate import load_dir, report, run
-from lifeguard.safety.lexicon import TACTICS, LexiconError, compile_pattern, default_lexicon
+from lifeguard.safety.lexicon import (
+    TACTICS,
+    Lexicon,
+    LexiconError,
+    compile_pattern,
+    default_lexicon,
+)
 from lifeguard.safety.model import ModelError, TacticModel, default_model
 from lifeguard.safety.normalize import fold
 from lifeguard.safety.training.synth import obfuscate
@@ -234,6 +242,60 @@ def test_bad_state_is_refused(state: Any) -> None:
 def test_bad_message_is_refused(msg: Any) -> None:
     with pytest.raises(InvalidConversation):
         ConversationScorer().add(msg)
+
+
+def test_context_threat_needs_a_sextortion_context() -> None:
+    # "you know what happens" is no threat on its own ...
+    alone = score_conversation([{"id": "1", "sender": "x", "text": "you know what happens"}])
+    assert not alone.sextortion and "threat_share" not in alone.tactics
+    # ... but it is from a sender who has just claimed to hold the child's pictures.
+    s = ConversationScorer()
+    s.add({"id": "1", "sender": "x", "text": "i saved everything you sent me"})
+    s.add({"id": "2", "sender": "kid", "text": "what do you mean"})
+    a = s.add({"id": "3", "sender": "x", "text": "you know what happens"})
+    assert a.sextortion and a.flagged and a.message_tactics == ["threat_share"]
+    # the child's own words never inherit the other sender's context
+    b = s.add({"id": "4", "sender": "kid", "text": "please dont, you know what happens"})
+    assert b.message_tactics == []
+
+
+def test_threat_without_context_must_address_the_reader() -> None:
+    a = score_conversation(
+        [{"id": "1", "sender": "m", "text": "I'll post the group photo on the family chat"}]
+    )
+    assert not a.sextortion and not a.flagged
+    b = score_conversation(
+        [{"id": "1", "sender": "x", "text": "I'll post your photos on the family chat"}]
+    )
+    assert b.sextortion and b.flagged
+
+
+def test_grooming_context_lets_a_second_tactic_count() -> None:
+    # a model that vetoes every lexicon hit, except in a grooming context
+    cfg = ScoringConfig(lexicon_veto=1.01, lexicon_veto_by_tactic={}, model_alone=frozenset())
+    s = ConversationScorer(config=cfg)
+    assert s.message_tactics("move over to telegram")[0] == []
+    assert s.message_tactics("move over to telegram", frozenset({"secrecy"}))[0] == ["isolation"]
+    off = ConversationScorer(config=replace(cfg, grooming_context_veto=None))
+    assert off.message_tactics("move over to telegram", frozenset({"secrecy"}))[0] == []
+    # age and the ordinary tactics give no grooming context
+    assert s.message_tactics("move over to telegram", frozenset({"age", "gifts"}))[0] == []
+
+
+def test_lexicon_context_section_is_checked() -> None:
+    base: dict[str, Any] = {"tactics": {"secrecy": {"patterns": ["secret"]}}}
+    ok = Lexicon(
+        {**base, "context": {"threat_share": {"requires": ["deadline"], "patterns": ["or else"]}}}
+    )
+    assert ok.context_hits(fold("do it or else")) == {"threat_share": frozenset({"deadline"})}
+    for bad in [
+        {"nonsense": {"requires": ["deadline"], "patterns": ["x"]}},
+        {"threat_share": {"requires": ["nonsense"], "patterns": ["x"]}},
+        {"threat_share": {"requires": [], "patterns": ["x"]}},
+        {"threat_share": {"requires": ["deadline"], "patterns": ["~ x"]}},
+    ]:
+        with pytest.raises(LexiconError):
+            Lexicon({**base, "context": bad})
 
 
 def test_lexicon_pattern_errors() -> None:
