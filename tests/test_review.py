@@ -344,6 +344,9 @@ def test_le_report_built_and_submitted(svc: ReviewService, db: Database, confirm
     built = svc.le_report(confirmed, SENIOR, "ncmec", classification="B2")
     assert built.status == "built"
     validate(ET.fromstring(built.document))  # the stand-in's structural check
+    # a sextortion case carries NCMEC's sextortion report annotation
+    ann = ET.fromstring(built.document).find("incidentSummary/reportAnnotations/sextortion")
+    assert ann is not None and ann.text == "true"
     nc, na = NcmecStandin(), NcaStandin(token="tok")
     with nc, na:
         svc.le = LE.model_copy(

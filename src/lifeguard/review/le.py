@@ -32,6 +32,7 @@ from lifeguard.reports.lereports import (
     LeReportError,
     LeReportInput,
     NotConfirmed,
+    ReportAnnotation,
     ReportedUser,
     Reporter,
     ReportFile,
@@ -53,6 +54,10 @@ _INCIDENT = {
     "grooming": IncidentType.ONLINE_ENTICEMENT,
     "sextortion": IncidentType.ONLINE_ENTICEMENT,
     "other_child_safety": IncidentType.CHILD_PORNOGRAPHY,
+}
+#: NCMEC ``reportAnnotations`` a case's category implies.
+_ANNOTATIONS: dict[str, tuple[ReportAnnotation, ...]] = {
+    "sextortion": (ReportAnnotation.SEXTORTION,),
 }
 _SURFACE = {
     "public": Surface.PUBLIC_POST,
@@ -174,6 +179,7 @@ def build_input(
             escalate="child at risk now (reported)" if case.child_at_risk_now else "",
             child_at_immediate_risk=bool(case.child_at_risk_now),
             ongoing_abuse=case.category in ("grooming", "sextortion"),
+            annotations=_ANNOTATIONS.get(case.category, ()),
         ),
         reporter=_reporter(le),
         reported_users=(ReportedUser(esp_identifier=case.reported_account or "unknown"),),
