@@ -264,6 +264,9 @@ def test_threat_without_context_must_address_the_reader() -> None:
         [{"id": "1", "sender": "m", "text": "I'll post the group photo on the family chat"}]
     )
     assert not a.sextortion and not a.flagged
+    assert "threat_share" not in default_lexicon().tactics(
+        "when ur parents get home tell them i called"
+    )
     b = score_conversation(
         [{"id": "1", "sender": "x", "text": "I'll post your photos on the family chat"}]
     )
