@@ -254,6 +254,10 @@ def test_context_threat_needs_a_sextortion_context() -> None:
     s.add({"id": "2", "sender": "kid", "text": "what do you mean"})
     a = s.add({"id": "3", "sender": "x", "text": "you know what happens"})
     assert a.sextortion and a.flagged and a.message_tactics == ["threat_share"]
+    # after a mere payment request a context threat must name the reader
+    owes = frozenset({"payment_demand"})
+    assert "threat_share" not in s.message_tactics("ill send the pics now", owes)[0]
+    assert "threat_share" in s.message_tactics("ill put it all on ur story", owes)[0]
     # the child's own words never inherit the other sender's context
     b = s.add({"id": "4", "sender": "kid", "text": "please dont, you know what happens"})
     assert b.message_tactics == []

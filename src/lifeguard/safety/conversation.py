@@ -320,7 +320,11 @@ class ConversationScorer:
                 by_model = t == "threat_share" and proba.get(t, 0.0) >= cfg.context_threat_threshold
                 if by_lexicon or by_model:
                     found.append(t)
+            addressed = bool(_SECOND_PERSON.search(folded)) or "claims_images" in here
             for t, req in self.lexicon.context_hits(folded).items():
+                # a context threat names the reader unless the sender claimed to hold images
+                if t == "threat_share" and not addressed:
+                    continue
                 if t not in found and (here - {t}) & req:
                     found.append(t)
         # Grooming context: once the sender has shown one of the strong grooming tactics, the
