@@ -9,7 +9,8 @@ Per message, the text is folded (:mod:`lifeguard.safety.normalize`), matched aga
 lexicon (:mod:`lifeguard.safety.lexicon`) and scored by the tactic model
 (:mod:`lifeguard.safety.model`). A tactic is found in a message when the model's probability
 reaches the tactic's threshold, or when a lexicon pattern matched and the model does not veto it
-(probability >= ``lexicon_veto``, 0.02; threats to share images need no model agreement). In
+(probability >= the tactic's veto, 0.02-0.1; threats to share images need no model agreement);
+the sender's earlier tactics give context (see :meth:`ConversationScorer.message_tactics`). In
 practice the lexicon finds and the model vetoes: the model was trained on look-alike ordinary
 talk (pick-ups, surprise parties, game trash talk) labelled as no tactic, and its own recall on
 unseen phrasings is low. Lexicon cues (advice and safety-education talk, surprises, photos of
