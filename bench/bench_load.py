@@ -273,6 +273,18 @@ def create_key(store: Store) -> str:
 
 
 # ------------------------------------------------------------------------------------ wrk
+def multipart_body(boundary: str, field: str, name: str, jpeg: bytes) -> bytes:
+    """A multipart/form-data body with one JPEG file field."""
+    return (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
+            f'filename="{name}"\r\nContent-Type: image/jpeg\r\n\r\n'
+        ).encode()
+        + jpeg
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+
+
 def write_scripts(
     work: Path, token: str, jpegs: dict[str, bytes], queries: tuple[list[str], list[str]]
 ) -> dict[str, Path]:
@@ -280,16 +292,8 @@ def write_scripts(
     scripts: dict[str, Path] = {}
 
     def multipart(field: str, name: str, jpeg: bytes) -> Path:
-        body = (
-            (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
-                f'filename="{name}"\r\nContent-Type: image/jpeg\r\n\r\n'
-            ).encode()
-            + jpeg
-            + f"\r\n--{boundary}--\r\n".encode()
-        )
         p = work / f"body_{field}_{len(jpeg)}.bin"
-        p.write_bytes(body)
+        p.write_bytes(multipart_body(boundary, field, name, jpeg))
         return p
 
     file_body = multipart("file", "photo.jpg", jpegs["miss"])
@@ -478,14 +482,7 @@ OPEN_LOOP_PATHS = {"upload": "/v1/match", "upload_plain": "/v1/match?variants=fa
 def upload_request(path: str, port: int, token: str, jpeg: bytes) -> bytes:
     """One complete HTTP/1.1 request (keep-alive) uploading ``jpeg`` as the ``file`` field."""
     boundary = "lgopen" + uuid.uuid4().hex
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-            f'filename="photo.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
-        ).encode()
-        + jpeg
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
+    body = multipart_body(boundary, "file", "photo.jpg", jpeg)
     head = (
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
         f"Content-Type: multipart/form-data; boundary={boundary}\r\n"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, func, select
 
 from lifeguard.actions.models import MatchEvent, WebhookDelivery
 from lifeguard.errors import LifeguardError
@@ -52,28 +52,23 @@ def purge(
     )
     old = MatchEvent.created_at < cutoff
     events = deliveries = 0
+    purgeable = select(MatchEvent.id).where(old, ~unfinished)
     with db.read_session() as s:
-        kept = len(s.execute(select(MatchEvent.id).where(old, unfinished)).all())
+        kept = s.execute(
+            select(func.count()).select_from(MatchEvent).where(old, unfinished)
+        ).scalar_one()
         if dry_run:
-            n_ev = len(s.execute(select(MatchEvent.id).where(old, ~unfinished)).all())
-            n_dl = len(
-                s.execute(
-                    select(WebhookDelivery.id).where(
-                        WebhookDelivery.event_id.in_(select(MatchEvent.id).where(old, ~unfinished))
-                    )
-                ).all()
-            )
+            n_ev = s.execute(select(func.count()).select_from(purgeable.subquery())).scalar_one()
+            n_dl = s.execute(
+                select(func.count())
+                .select_from(WebhookDelivery)
+                .where(WebhookDelivery.event_id.in_(purgeable))
+            ).scalar_one()
             return PurgeResult(cutoff, n_ev, n_dl, kept)
     while True:
         with db.session() as s:
             ids = [
-                int(i)
-                for i in s.execute(
-                    select(MatchEvent.id)
-                    .where(old, ~unfinished)
-                    .order_by(MatchEvent.id)
-                    .limit(batch)
-                ).scalars()
+                int(i) for i in s.execute(purgeable.order_by(MatchEvent.id).limit(batch)).scalars()
             ]
             if not ids:
                 break

@@ -412,6 +412,26 @@ class Matcher:
     def match_signals(self, signals: Sequence[tuple[str, str]]) -> MatchResult:
         """Match raw signals, e.g. ``[("pdq", "f8f8..."), ("md5", "...")]``. Raises InvalidSignal."""
         self._ensure()
+        return self._decide(self._signal_hits(signals))
+
+    def match_signals_no_db(self, signals: Sequence[tuple[str, str]]) -> MatchResult | None:
+        """:meth:`match_signals` for the common case that needs no database: the empty result when
+        nothing in the indexes is near, None when the full path must answer (an index hit needs the
+        entries read; a malformed signal; the index not loaded). Cheap enough for an event loop:
+        with LISTEN/NOTIFY no revision poll; without, at most one revision read per
+        ``index_sync_interval_s``."""
+        if not self.loaded:
+            return None
+        try:
+            self._ensure()
+            if self._signal_hits(signals):
+                return None
+        except InvalidSignal:
+            return None
+        return MatchResult(revision=self.revision)
+
+    def _signal_hits(self, signals: Sequence[tuple[str, str]]) -> list[_Hit]:
+        """Index hits of raw signals (memory only; :meth:`_decide` reads the entries)."""
         hits: list[_Hit] = []
         pdq_queries: list[tuple[str, str]] = []
         for stype, value in signals:
@@ -425,34 +445,7 @@ class Matcher:
 
                 hits += self._video_hits(parse_vpdq(v))
         hits += self._pdq_hits(pdq_queries)
-        return self._decide(hits)
-
-    def match_signals_no_db(self, signals: Sequence[tuple[str, str]]) -> MatchResult | None:
-        """:meth:`match_signals` for the common case that needs no database: the empty result when
-        nothing in the indexes is near, None when the full path must answer (an index hit needs the
-        entries read; a malformed or video signal; the index not loaded). Cheap enough for an event
-        loop: with LISTEN/NOTIFY no revision poll; without, at most one revision read per
-        ``index_sync_interval_s``."""
-        if not self.loaded:
-            return None
-        if self._background is None or not self._background.listening:
-            self.sync()
-        try:
-            pdq_queries: list[tuple[str, str]] = []
-            for stype, value in signals:
-                t, v = normalise(stype, value)
-                if t == "pdq":
-                    pdq_queries.append(("original", v))
-                elif t in ("md5", "sha256"):
-                    if self._exact_hits(t, v):
-                        return None
-                else:
-                    return None
-        except InvalidSignal:
-            return None
-        if self._pdq_hits(pdq_queries):
-            return None
-        return MatchResult(revision=self.revision)
+        return hits
 
     def _exact_hits(self, stype: str, value: str) -> list[_Hit]:
         index = self.md5 if stype == "md5" else self.sha256
