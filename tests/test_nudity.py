@@ -166,6 +166,39 @@ def test_check_image_with_fake_detector_scales_boxes_to_full_image(tmp_path: Pat
     assert check_image(buf.getvalue(), False, detector=fake, adult_opt_in=True).action == "blur"
 
 
+def test_operator_detector_from_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # LIFEGUARD_NUDITY_DETECTOR=module:factory swaps in the operator's own model (no NudeNet).
+    (tmp_path / "my_nudity_model.py").write_text(
+        "from lifeguard.safety.nudity import Detection\n"
+        "class M:\n"
+        "    name = 'in-house'\n"
+        "    def detect(self, pixels):\n"
+        "        return [Detection('BUTTOCKS_EXPOSED', 0.8, (0, 0, 4, 4))]\n"
+        "def make():\n"
+        "    return M()\n"
+        "def wrong():\n"
+        "    return object()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(nudity, "_default", {})
+    png = (KODAK / "01.png").read_bytes()
+    monkeypatch.setenv("LIFEGUARD_NUDITY_DETECTOR", "my_nudity_model:make")
+    policy = NudityPolicy()
+    v = check_image(png, account_is_child=True, policy=policy)
+    assert v.model == "in-house" and v.action == "blur"
+    for spec, msg in [
+        ("my_nudity_model:wrong", "no `name`"),
+        ("my_nudity_model:absent", "absent"),
+        ("no_such_module_xyz:make", "no_such_module_xyz"),
+        ("just-a-name", "expected 'nudenet'"),
+    ]:
+        monkeypatch.setenv("LIFEGUARD_NUDITY_DETECTOR", spec)
+        with pytest.raises(NudityUnavailable, match=msg):
+            check_image(png, account_is_child=True, policy=NudityPolicy())
+
+
 @pytest.mark.parametrize(
     ("data", "code"),
     [

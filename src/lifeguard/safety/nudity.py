@@ -20,6 +20,7 @@ image nor the verdict is stored here.
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
 import threading
 from collections.abc import Sequence
@@ -267,6 +268,11 @@ class NudityPolicy(BaseSettings):
     )
     explicit_labels: frozenset[str] = Field(default=EXPLICIT_LABELS)
     threads: int = Field(default=0, ge=0, description="onnxruntime threads (0: its default).")
+    detector: str = Field(
+        default="nudenet",
+        description="Which detector: 'nudenet' (the optional AGPL-3.0 NudeNet model) or "
+        "'package.module:factory', a callable returning a NudityDetector (your own model).",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,7 +441,7 @@ def decide(
 
 
 # ------------------------------------------------------------------------------ entry points
-_default: dict[int, NudeNetDetector] = {}
+_default: dict[tuple[str, int], NudityDetector] = {}
 _default_lock = threading.Lock()
 
 
@@ -445,13 +451,36 @@ def default_policy() -> NudityPolicy:
     return NudityPolicy()
 
 
-def default_detector(threads: int = 0) -> NudeNetDetector:
-    """A process-wide :class:`NudeNetDetector` (loaded once, on first use)."""
+def default_detector(threads: int = 0, spec: str = "nudenet") -> NudityDetector:
+    """A process-wide detector (loaded once, on first use): NudeNet, or the operator's own
+    model named ``package.module:factory`` (``LIFEGUARD_NUDITY_DETECTOR``)."""
+    key = (spec, threads)
     with _default_lock:
-        det = _default.get(threads)
+        det = _default.get(key)
         if det is None:
-            det = _default[threads] = NudeNetDetector(threads=threads)
+            det = _default[key] = _load_detector(spec, threads)
         return det
+
+
+def _load_detector(spec: str, threads: int) -> NudityDetector:
+    if spec == "nudenet":
+        return NudeNetDetector(threads=threads)
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise NudityUnavailable(
+            f"LIFEGUARD_NUDITY_DETECTOR={spec!r}: expected 'nudenet' or 'package.module:factory'"
+        )
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise NudityUnavailable(f"LIFEGUARD_NUDITY_DETECTOR={spec!r}: {e}") from e
+    det = factory()
+    if not isinstance(det, NudityDetector):
+        raise NudityUnavailable(
+            f"LIFEGUARD_NUDITY_DETECTOR={spec!r} returned {type(det).__name__}, which has no "
+            "`name` and `detect(pixels)`"
+        )
+    return det
 
 
 def check_decoded(
@@ -468,7 +497,7 @@ def check_decoded(
     policy = policy or default_policy()
     if adult_opt_in is not None and adult_opt_in != policy.adult_opt_in:
         policy = policy.model_copy(update={"adult_opt_in": adult_opt_in})
-    det = detector if detector is not None else default_detector(policy.threads)
+    det = detector if detector is not None else default_detector(policy.threads, policy.detector)
     found = det.detect(image.pixels)
     ah, aw = int(image.pixels.shape[0]), int(image.pixels.shape[1])
     if (aw, ah) != (image.width, image.height):
