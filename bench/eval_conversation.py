@@ -1,12 +1,16 @@
 """Evaluation report for conversation risk scoring: ``python bench/eval_conversation.py``.
 
 Prints, for the evaluation set (tests/data/conversations) and the hand-written holdouts
-(tests/data/conversations_holdout, _holdout2 … _holdout5 where present): flag recall, false flags on hard negatives per category,
-per-tactic recall / precision, messages to flag, sextortion flagged at the first threat. Then the
-same without participants' age bands (to show what the bands contribute), and the time per
-message split into fold / lexicon / model / whole scorer.
+(tests/data/conversations_holdout, _holdout2 … _holdout6 where present): flag recall, false flags
+on hard negatives per category, per-tactic recall / precision, messages to flag, sextortion
+flagged at the first threat — for the scorer as shipped (``full``: conversation model with the
+sentence embedding), its ``lite`` head (no embedding) and ``v3`` (the hand-set rules, no
+conversation model). Then the same without participants' age bands (to show what the bands
+contribute), and the time per message.
 
-Options: ``--json PATH`` writes the figures; ``--repeat N`` repeats the timing pass.
+Options: ``--json PATH`` writes the figures; ``--repeat N`` repeats the timing pass;
+``--sets a,b`` limits the sets (names: eval, holdout, holdout2 … holdout6, holdouts_1_to_5);
+``--variants full,lite,v3`` limits the variants.
 """
 
 from __future__ import annotations
@@ -23,18 +27,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from lifeguard.safety.conversation import ConversationScorer  # noqa: E402
+from lifeguard.safety.conversation import ConversationScorer, ScoringConfig  # noqa: E402
+from lifeguard.safety.convmodel import default_conversation_model  # noqa: E402
+from lifeguard.safety.embed import embedding_available  # noqa: E402
 from lifeguard.safety.evaluate import format_report, load_dir, report, run  # noqa: E402
 from lifeguard.safety.lexicon import default_lexicon  # noqa: E402
 from lifeguard.safety.model import default_model  # noqa: E402
 from lifeguard.safety.normalize import fold  # noqa: E402
 
 EVAL = ROOT / "tests" / "data" / "conversations"
-HOLDOUT = ROOT / "tests" / "data" / "conversations_holdout"
-HOLDOUT2 = ROOT / "tests" / "data" / "conversations_holdout2"
-HOLDOUT3 = ROOT / "tests" / "data" / "conversations_holdout3"
-HOLDOUT4 = ROOT / "tests" / "data" / "conversations_holdout4"
-HOLDOUT5 = ROOT / "tests" / "data" / "conversations_holdout5"
 
 
 def strip_bands(convs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -43,11 +44,32 @@ def strip_bands(convs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+VARIANTS: dict[str, ScoringConfig] = {
+    "full": ScoringConfig(),
+    "lite": ScoringConfig(embedding="off"),
+    "v3": ScoringConfig(
+        conversation_model=False,
+        lexicon_veto=0.1,
+        lexicon_veto_by_tactic={
+            "threat_share": 0.0,
+            "age": 0.02,
+            "secrecy": 0.05,
+            "photo_request": 0.05,
+            "meeting": 0.05,
+        },
+        grooming_context_veto=0.0,
+        reported_speech=False,
+    ),
+}
+
+
 def timing(convs: list[dict[str, Any]], repeat: int) -> dict[str, float]:
     texts = [m["text"] for c in convs for m in c["messages"]]
     lex, model = default_lexicon(), default_model()
     folded = [fold(t) for t in texts]
-    out: dict[str, list[float]] = {"fold": [], "lexicon": [], "model": [], "scorer": []}
+    out: dict[str, list[float]] = {"fold": [], "lexicon": [], "model": []}
+    for name in VARIANTS:
+        out[f"scorer_{name}"] = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         for t in texts:
@@ -61,14 +83,17 @@ def timing(convs: list[dict[str, Any]], repeat: int) -> dict[str, float]:
         for f in folded:
             model.proba(f)
         out["model"].append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        for c in convs:
-            s = ConversationScorer(c.get("participants", []))
-            for m in c["messages"]:
-                s.add(m)
-        out["scorer"].append(time.perf_counter() - t0)
+        for name, cfg in VARIANTS.items():
+            if name == "full" and not embedding_available():
+                continue
+            t0 = time.perf_counter()
+            for c in convs:
+                s = ConversationScorer(c.get("participants", []), config=cfg)
+                for m in c["messages"]:
+                    s.add(m)
+            out[f"scorer_{name}"].append(time.perf_counter() - t0)
     n = len(texts)
-    res = {f"{k}_ms_per_message": 1000 * statistics.median(v) / n for k, v in out.items()}
+    res = {f"{k}_ms_per_message": 1000 * statistics.median(v) / n for k, v in out.items() if v}
     res["messages"] = n
     return res
 
@@ -77,42 +102,60 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--sets", default="")
+    ap.add_argument("--variants", default="full,lite,v3")
+    ap.add_argument("--no-bands", action="store_true", help="also run without age bands")
     args = ap.parse_args()
-    ev = load_dir(EVAL)
-    hold, hold2, hold3 = load_dir(HOLDOUT), load_dir(HOLDOUT2), load_dir(HOLDOUT3)
-    hold4 = load_dir(HOLDOUT4)
-    figures: dict[str, Any] = {}
-    sets: list[tuple[str, list[dict[str, Any]]]] = [
-        ("eval", ev),
-        ("holdout", hold),
-        ("holdout2", hold2),
-        ("holdout3", hold3),
-        ("holdouts_1_to_3", hold + hold2 + hold3),
-        ("holdout4", hold4),
-        ("eval_without_age_bands", strip_bands(ev)),
-        ("holdouts_1_to_3_without_age_bands", strip_bands(hold + hold2 + hold3)),
-        ("holdout4_without_age_bands", strip_bands(hold4)),
+    data = ROOT / "tests" / "data"
+    named: dict[str, list[dict[str, Any]]] = {"eval": load_dir(EVAL)}
+    for i in range(1, 7):
+        d = data / ("conversations_holdout" + ("" if i == 1 else str(i)))
+        if d.is_dir():
+            named["holdout" + ("" if i == 1 else str(i))] = load_dir(d)
+    named["holdouts_1_to_5"] = [
+        c
+        for k in ("holdout", "holdout2", "holdout3", "holdout4", "holdout5")
+        for c in named.get(k, [])
     ]
-    hold5 = load_dir(HOLDOUT5) if HOLDOUT5.is_dir() else []
-    if hold5:
-        sets += [("holdout5", hold5), ("holdout5_without_age_bands", strip_bands(hold5))]
-    for name, convs in sets:
-        rep = report(run(convs))
-        figures[name] = rep
-        print(f"=== {name}")
-        print(format_report(rep))
-        print()
-    t = timing(ev, args.repeat)
-    figures["timing"] = t
-    print(
-        "=== time per message (median of {r} passes over {n} eval messages, {py}, {cpu}):".format(
-            r=args.repeat, n=t["messages"], py=platform.python_version(), cpu=platform.machine()
+    wanted = [x for x in args.sets.split(",") if x] or [k for k in named if k != "holdouts_1_to_5"]
+    variants = [v for v in args.variants.split(",") if v]
+    if "full" in variants and not embedding_available():
+        print("(all-MiniLM-L6-v2 not installed: skipping the full head)")
+        variants.remove("full")
+    figures: dict[str, Any] = {}
+    for name in wanted:
+        convs = named[name]
+        for v in variants:
+            cfg = VARIANTS[v]
+            runs = [(f"{name} [{v}]", convs)]
+            if args.no_bands:
+                runs.append((f"{name} [{v}] without age bands", strip_bands(convs)))
+            for label, cs in runs:
+                rep = report(
+                    run(
+                        cs,
+                        lambda c, cfg=cfg: ConversationScorer(
+                            c.get("participants", []), config=cfg
+                        ),
+                    )
+                )
+                figures[label] = rep
+                print(f"=== {label}")
+                print(format_report(rep))
+                print()
+    if args.repeat > 0:
+        t = timing(named["eval"], args.repeat)
+        figures["timing"] = t
+        print(
+            "=== time per message (median of {r} passes over {n} eval messages, {py}, {cpu}):".format(
+                r=args.repeat, n=t["messages"], py=platform.python_version(), cpu=platform.machine()
+            )
         )
-    )
-    for k in ("fold", "lexicon", "model", "scorer"):
-        print(f"  {k:8s} {t[k + '_ms_per_message']:.3f} ms")
-    model = default_model()
-    print(f"model: {json.dumps(model.info, sort_keys=True)}")
+        for k, v in t.items():
+            if k.endswith("_ms_per_message"):
+                print(f"  {k.removesuffix('_ms_per_message'):14s} {v:.3f} ms")
+    print(f"message model: {json.dumps(default_model().info, sort_keys=True)}")
+    print(f"conversation model: {json.dumps(default_conversation_model().info, sort_keys=True)}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=str))
 

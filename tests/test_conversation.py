@@ -180,11 +180,10 @@ def test_incremental_equals_batch_and_state_round_trip(eval_convs: list[dict[str
             a = inc.add(m)
             if i == len(msgs) // 2:  # persist mid-conversation as a device would
                 inc = ConversationScorer.from_json(json.loads(json.dumps(inc.to_json())))
-        assert a.to_json() | {"message_id": None, "message_tactics": []} == batch.to_json() | {
-            "message_id": None,
-            "message_tactics": [],
-        }
-        assert a.score == batch.score and a.tactics == batch.tactics
+        # batch scoring embeds the messages in one batch: the same up to float rounding
+        same = {"message_id": None, "message_tactics": [], "score": None}
+        assert a.to_json() | same == batch.to_json() | same
+        assert a.score == pytest.approx(batch.score, abs=1e-5) and a.tactics == batch.tactics
 
 
 def test_state_holds_no_text() -> None:
@@ -202,8 +201,15 @@ def test_age_gap_escalates() -> None:
         {"id": "m3", "sender": "a", "text": "im 27. dont tell your mom we talk"},
         {"id": "m4", "sender": "a", "text": "send me a selfie"},
     ]
+    v3 = ScoringConfig(
+        conversation_model=False,
+        lexicon_veto=0.1,
+        lexicon_veto_by_tactic={"age": 0.02, "secrecy": 0.05, "photo_request": 0.05},
+    )
+    rules = ConversationScorer(config=v3).add_many(msgs)
+    assert rules.age_gap and rules.flagged and rules.score >= 0.9  # v3's escalation rule
     a = score_conversation(msgs)
-    assert a.age_gap and a.flagged and a.score >= 0.9
+    assert a.flagged and {"age", "secrecy", "photo_request"} <= set(a.tactics)
     assert {"age", "secrecy", "photo_request"} <= set(a.tactics)
     assert a.evidence_message_ids[0] == "m1"
 
@@ -218,9 +224,15 @@ def test_single_ordinary_tactic_does_not_flag() -> None:
     [
         {},
         {"version": 99},
-        {"version": 1, "evidence": {"a": {"nonsense": ["m1"]}}},
-        {"version": 1, "bands": {"a": "teenager"}},
-        {"version": 1, "messages_seen": "many"},
+        {"version": 1},
+        {"version": 2, "evidence": {"a": {"nonsense": ["m1"]}}},
+        {"version": 2, "bands": {"a": "teenager"}},
+        {"version": 2, "messages_seen": "many"},
+        {"version": 2, "stats": {"a": {"n": 1, "maxs": [0.5]}}},
+        {"version": 2, "stats": {"a": {"n": 1, "maxs": [2.0] * 11}}},
+        {"version": 2, "stats": {"a": {"n": 1, "maxs": [0.0] * 11, "tm": 5}}},
+        {"version": 2, "stats": {"a": {"n": 1, "maxs": [0.0] * 11, "ep": "nan"}}},
+        {"version": 2, "stats": "x"},
         [],
     ],
 )
@@ -396,3 +408,101 @@ def test_training_fits_a_separable_toy_set(tmp_path: Path) -> None:
     assert min(iso[:2]) > 0.5 > max(iso[2:])
     m.save(tmp_path / "toy.npz")
     assert TacticModel.load(tmp_path / "toy.npz").spec == spec
+
+
+# ----------------------------------------------------------------------------- v4 model
+GROOMING = [
+    {"id": "m1", "sender": "a", "text": "hey saw ur drawings, ur really talented"},
+    {"id": "m2", "sender": "kid", "text": "thx!!"},
+    {"id": "m3", "sender": "a", "text": "how old r u? u seem really mature"},
+    {"id": "m4", "sender": "kid", "text": "13"},
+    {"id": "m5", "sender": "a", "text": "this is just between us ok, ur parents wouldnt get it"},
+    {"id": "m6", "sender": "a", "text": "add me on snap its more private"},
+    {"id": "m7", "sender": "a", "text": "send me a pic of u, just for me"},
+]
+LESSON = [
+    {"id": "m1", "sender": "t", "text": "Today we're talking about staying safe online."},
+    {
+        "id": "m2",
+        "sender": "t",
+        "text": "Groomers often ask how old you are and say they're the same age.",
+    },
+    {
+        "id": "m3",
+        "sender": "t",
+        "text": 'They might say "keep this between us" or "add me on snap".',
+    },
+    {
+        "id": "m4",
+        "sender": "t",
+        "text": "If someone asks for photos, tell a trusted adult and report it.",
+    },
+    {"id": "m5", "sender": "kid", "text": "what if they threaten to send pics to your friends?"},
+    {
+        "id": "m6",
+        "sender": "t",
+        "text": "Don't pay, save the messages and report. It is not your fault.",
+    },
+]
+
+
+@pytest.mark.parametrize("embedding", ["auto", "off"])
+def test_model_heads_flag_grooming_not_a_lesson(embedding: str) -> None:
+    cfg = ScoringConfig(embedding=embedding)
+    g = ConversationScorer([{"id": "kid", "age_band": "13-15"}], config=cfg)
+    a = g.add_many(GROOMING)
+    assert g.head is not None and (g.head.embedding is not None) == (g.encoder is not None)
+    assert a.flagged and {"secrecy", "isolation", "photo_request"} <= set(a.tactics)
+    lesson = ConversationScorer(config=cfg).add_many(LESSON)
+    assert not lesson.flagged and lesson.tactics == []
+
+
+def test_reported_speech_shows_no_tactic() -> None:
+    s = ConversationScorer()
+    for text in [
+        "they ask how old you are and then say theyre the same age",
+        "he told me to keep it secret from my mum",
+        'the lesson said "send me a selfie" is a red flag',
+    ]:
+        assert s.message_tactics(text)[0] == [], text
+    assert "secrecy" in s.message_tactics("dont tell your mum about us ok")[0]
+    off = ConversationScorer(config=ScoringConfig(reported_speech=False))
+    assert off.message_tactics("he told me to keep it secret from my mum")[0] != []
+
+
+def test_state_round_trip_keeps_model_inputs_without_text_or_vectors() -> None:
+    whole = ConversationScorer([{"id": "kid", "age_band": "13-15"}]).add_many(GROOMING)
+    s = ConversationScorer([{"id": "kid", "age_band": "13-15"}])
+    s.add_many(GROOMING[:4])
+    state = json.loads(json.dumps(s.to_json()))
+    blob = json.dumps(state)
+    assert "mature" not in blob and "talented" not in blob
+    assert set(state["stats"]) == {"a", "kid"} and state["stats"]["a"]["n"] == 2
+    # one number per sender stands for the embedding, never the vector itself
+    assert all(isinstance(v["ep"], float) for v in state["stats"].values())
+    assert len(blob) < 2_000
+    again = ConversationScorer.from_json(state).add_many(GROOMING[4:])
+    assert again.score == pytest.approx(whole.score, abs=1e-5)
+    assert again.flagged == whole.flagged and again.tactics == whole.tactics
+
+
+def test_conversation_model_file_round_trip(tmp_path: Path) -> None:
+    from lifeguard.safety.convmodel import ConversationModel, default_conversation_model
+
+    m = default_conversation_model()
+    assert 0 < m.full.sextortion_threshold <= m.full.threshold < 1
+    p = tmp_path / "c.npz"
+    m.save(p)
+    again = ConversationModel.load(p)
+    assert np.array_equal(again.full.weights, m.full.weights) and again.info == m.info
+    with np.load(p, allow_pickle=False) as z:
+        assert set(z.files) == {"full_weights", "full_embedding", "lite_weights", "meta"}
+        parts = {k: z[k] for k in z.files}
+    meta = json.loads(str(parts["meta"]))
+    meta["features"] = meta["features"][:-1]
+    np.savez(tmp_path / "old.npz", **{**parts, "meta": np.array(json.dumps(meta))})
+    with pytest.raises(ModelError, match="features"):
+        ConversationModel.load(tmp_path / "old.npz")
+    (tmp_path / "bad.npz").write_bytes(b"nope")
+    with pytest.raises(ModelError):
+        ConversationModel.load(tmp_path / "bad.npz")

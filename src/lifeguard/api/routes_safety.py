@@ -79,11 +79,11 @@ def conversation(body: ConversationIn) -> dict[str, Any]:
         scorer.add_participants(parts)
     else:
         scorer = ConversationScorer(parts)
-    per: list[dict[str, Any]] = []
-    a = scorer.assessment()
-    for m in body.messages:
-        a = scorer.add(m.model_dump())
-        per.append({"id": m.id, "tactics": a.message_tactics})
+    done = scorer.add_each([m.model_dump() for m in body.messages])
+    per = [
+        {"id": m.id, "tactics": a.message_tactics} for m, a in zip(body.messages, done, strict=True)
+    ]
+    a = done[-1] if done else scorer.assessment()
     out = a.to_json()
     out.pop("message_id", None)
     out.pop("message_tactics", None)

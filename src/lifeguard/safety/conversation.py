@@ -30,12 +30,24 @@ ages, never message text, so a device can persist it cheaply.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from lifeguard.errors import LifeguardError
+from lifeguard.safety.convmodel import (
+    FEATURES,
+    ConversationModel,
+    Head,
+    SenderStats,
+    default_conversation_model,
+)
+from lifeguard.safety.embed import Encoder, default_encoder, embedding_available
 from lifeguard.safety.lexicon import (
     GROOMING_TACTICS,
     SEXTORTION_TACTICS,
@@ -44,7 +56,7 @@ from lifeguard.safety.lexicon import (
     default_lexicon,
 )
 from lifeguard.safety.model import TacticModel, default_model
-from lifeguard.safety.normalize import fold
+from lifeguard.safety.normalize import fold, phrase_pattern, readable
 
 __all__ = [
     "Assessment",
@@ -55,7 +67,7 @@ __all__ = [
     "score_conversation",
 ]
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 MAX_TEXT_CHARS = 20_000
 MAX_EVIDENCE_PER_TACTIC = 20
 MINOR_BANDS = frozenset({"minor", "under_13", "0-12", "10-12", "13-15", "16-17", "13-17"})
@@ -81,8 +93,71 @@ _STAGE_PATTERNS: tuple[tuple[re.Pattern[str], int | None], ...] = (
     (re.compile(r"(?:^| )i am in my (?:forties|40 ?s|fifties|50 ?s)(?: |$)"), 45),
     (re.compile(r"(?:^| )i am a grown (?:man|woman|adult)(?: |$)"), 30),
 )
+_RULE_SX = FEATURES.index("rule_sextortion")
 _STRONG_GROOMING = frozenset({"secrecy", "isolation", "photo_request", "sexualisation", "meeting"})
 _SECOND_PERSON = re.compile(r"(?<![a-z0-9])(?:you|your|yours|yourself|ya)(?![a-z0-9])")
+# Reported speech: a message that says what SOMEONE ELSE asks, says or does ("they ask how old
+# you are", "he told me to keep it secret", "scammers often threaten to post…") describes a
+# tactic rather than using it on the reader: lessons, warnings, a child telling a friend or a
+# trusted adult. Matched on folded text (so "kep" is "keep"): a third-person subject followed
+# within two words by a reporting or habitual verb.
+_REPORTED = re.compile(
+    r"(?<![a-z0-9])(?:they|he|she|someone|somebody|people|groomers?|scamers?|predators?|"
+    r"abusers?|criminals?|strangers?|ofenders?|extortionists?|a stranger|this guy|this man|"
+    r"this person|the guy|the man|a man|a person|some adults?|bad people|adults)"
+    r"(?: [a-z0-9]+){0,2} (?:ask|asks|asked|say|says|said|tel|tels|told|try|tries|tried|often|"
+    r"usualy|typicaly|sometimes|pretend|pretends|pretended|claim|claims|claimed|threaten|"
+    r"threatens|threatened|demand|demands|demanded|kept asking|keeps asking|wanted me|wants me|"
+    r"wanted her|wanted him|made me|might ask|may ask|wil ask|might say|may say|wil say|"
+    r"might try|may try|wil try|might pretend|may pretend|start|starts|wil often|get you to|"
+    r"gets you to|got me to|got her to|got him to|sent me|sent her|sent him)(?![a-z0-9])"
+)
+# Family members named in a message (a parent's or relative's chat), and a participant pushing
+# back ("stop", "leave me alone", "I don't have money"): inputs of the conversation model.
+_FAMILY = phrase_pattern(
+    [
+        "mum",
+        "mom",
+        "mam",
+        "mummy",
+        "mommy",
+        "dad",
+        "daddy",
+        "nana",
+        "nan",
+        "grandma",
+        "granny",
+        "grandad",
+        "grandpa",
+        "auntie",
+        "aunty",
+        "aunt",
+        "uncle",
+        "cousin",
+        "brother",
+        "sister",
+        "bro",
+        "sis",
+        "grandparents",
+        "stepdad",
+        "stepmum",
+        "husband",
+        "wife",
+    ]
+)
+_PUSHBACK = phrase_pattern(
+    [
+        "please dont", "pls dont", "stop", "leave me alone", "weird", "creepy", "i dont have",
+        "i dont want", "im scared", "no thanks", "why do you want", "wtf", "ill report",
+        "im telling", "block you", "blocking you", "uncomfortable", "please no", "i cant",
+        "thats not ok", "i dont know you", "who is this", "how did you get",
+    ]
+)  # fmt: skip
+# A quotation of two or more words ("…", “…”, '…' after a space): a lesson's example line or
+# a report of what someone wrote.
+_QUOTE = re.compile(
+    r"[\"“”„«»]([^\"“”„«»]{3,})[\"“”„«»]|(?:^|\s)'([^']{3,}\s[^']*)'(?:\s|$|[.,!?])"
+)
 
 
 class InvalidConversation(LifeguardError):
@@ -154,29 +229,30 @@ class ScoringConfig:
     peer_damping: float = 0.6  # grooming score x this when every known age is a minor's
     adult_damping: float = 0.6  # grooming score x this when every known age is an adult's
     # A lexicon hit counts only when the model gives the tactic at least this probability
-    # (the model vetoes look-alike ordinary talk); threats to share count on the lexicon alone.
-    lexicon_veto: float = 0.1
-    lexicon_veto_by_tactic: Mapping[str, float] = field(
-        default_factory=lambda: {
-            "threat_share": 0.0,
-            "age": 0.02,
-            "secrecy": 0.05,
-            "photo_request": 0.05,
-            "meeting": 0.05,
-        }
-    )
+    # (the model vetoes look-alike ordinary talk). v4: 0.2 for every tactic, threats included
+    # (v3 had 0.02-0.1 and no veto on threats; chosen by cross-validation over the hand-written sets).
+    lexicon_veto: float = 0.2
+    lexicon_veto_by_tactic: Mapping[str, float] = field(default_factory=dict)
     # Tactics the model may find on its own (without a lexicon hit): all but threats, whose
     # false alarms flag a conversation at once.
     model_alone: frozenset[str] = frozenset(TACTICS) - {"threat_share"}
     # Lexicon veto for the strong grooming tactics once the sender has shown another of them
     # (None: no relief).
-    grooming_context_veto: float | None = 0.0
+    grooming_context_veto: float | None = 0.2
     # The model alone finds a tactic at its trained threshold, but never below this floor.
     model_alone_floor: float = 0.7
     # In a sextortion context (see ConversationScorer.message_tactics) the model alone may
     # find a threat at this probability.
     context_threat_threshold: float = 0.6
     level_thresholds: tuple[float, float] = (0.2, 0.45)
+    # Messages in reported speech or whose tactic words are all quoted show no tactic.
+    reported_speech: bool = True
+    # v4: the trained conversation model decides the flag (its probability is the score). False:
+    # v3's hand-set noisy-or of tactic weights decides (flag at flag_threshold).
+    conversation_model: bool = True
+    # "auto": use the all-MiniLM-L6-v2 embedding (the model's "full" head) when it is installed;
+    # "off": never (the "lite" head, no embedding, ~20x cheaper per message).
+    embedding: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -252,10 +328,25 @@ class ConversationScorer:
         lexicon: Lexicon | None = None,
         model: TacticModel | None = None,
         config: ScoringConfig | None = None,
+        conversation_model: ConversationModel | None = None,
+        encoder: Encoder | None = None,
     ) -> None:
         self.lexicon = lexicon or default_lexicon()
         self.model = model or default_model()
         self.config = config or ScoringConfig()
+        self.conv_model: ConversationModel | None = None
+        self.encoder: Encoder | None = None
+        if self.config.conversation_model:
+            self.conv_model = conversation_model or default_conversation_model()
+            if encoder is not None:
+                self.encoder = encoder
+            elif self.config.embedding == "auto" and embedding_available():
+                self.encoder = default_encoder()
+        self.head: Head | None = None
+        if self.conv_model is not None:
+            self.head = self.conv_model.full if self.encoder is not None else self.conv_model.lite
+        self.stats: dict[str, SenderStats] = {}
+        self._reported_last = False
         self.bands: dict[str, str] = {}
         self.add_participants(participants)
         self.evidence: dict[str, dict[str, list[str]]] = {}  # sender -> tactic -> ids
@@ -287,6 +378,9 @@ class ConversationScorer:
         context patterns count ("or I post it", "you know what happens"), and the model alone
         may find a threat at ``context_threat_threshold``."""
         folded = fold(text)
+        self._reported_last = self.config.reported_speech and self._reported(text, folded)
+        if self._reported_last:
+            return [], {t: 0.0 for t in TACTICS}, folded
         lex = {h.tactic for h in self.lexicon.hits(folded)}
         proba = self.model.proba(folded)
         found: list[str] = []
@@ -339,12 +433,54 @@ class ConversationScorer:
         found.sort(key=TACTICS.index)
         return found, strength, folded
 
+    def _reported(self, text: str, folded: str) -> bool:
+        """Whether the message reports someone else's words or habits (see ``_REPORTED``), or
+        its lexicon hits all sit inside a quotation."""
+        if _REPORTED.search(folded):
+            return True
+        quoted = [m.group(1) or m.group(2) or "" for m in _QUOTE.finditer(text)]
+        if not quoted:
+            return False
+        inside = {h.tactic for q in quoted for h in self.lexicon.hits(fold(q))}
+        if not inside:
+            return False
+        outside = _QUOTE.sub(" ", text)
+        return not ({h.tactic for h in self.lexicon.hits(fold(outside))} & inside)
+
     def add(self, message: Message | Mapping[str, Any]) -> Assessment:
         """Score one more message; returns the conversation's assessment so far."""
-        msg = Message.from_obj(message)
+        return self._add(Message.from_obj(message), None)
+
+    def add_each(self, messages: Iterable[Message | Mapping[str, Any]]) -> list[Assessment]:
+        """Score several messages in order; the assessment after each. Same result as calling
+        :meth:`add` for each, but the sentence embeddings are computed in one batch."""
+        msgs = [Message.from_obj(m) for m in messages]
+        vecs = (
+            self.encoder.encode([readable(m.text) for m in msgs], batch_size=64)
+            if self.encoder is not None and self.conv_model is not None and msgs
+            else None
+        )
+        return [self._add(m, None if vecs is None else vecs[i]) for i, m in enumerate(msgs)]
+
+    def _add(self, msg: Message, vec: npt.NDArray[np.float32] | None) -> Assessment:
         context = frozenset(self.evidence.get(msg.sender, {}))
-        found, _, folded = self.message_tactics(msg.text, context)
+        found, strength, folded = self.message_tactics(msg.text, context)
         self.messages_seen += 1
+        st = self.stats.setdefault(msg.sender, SenderStats())
+        st.n += 1
+        st.maxs = [max(a, strength.get(t, 0.0)) for a, t in zip(st.maxs, TACTICS, strict=True)]
+        st.tactic_messages += bool(found)
+        st.reported += self._reported_last
+        st.family += bool(_FAMILY.search(folded))
+        st.pushback += bool(_PUSHBACK.search(folded))
+        st.second_person += bool(_SECOND_PERSON.search(folded))
+        if self.encoder is not None and self.conv_model is not None:
+            emb = self.conv_model.full.embedding
+            assert emb is not None
+            if vec is None:
+                vec = self.encoder.encode([readable(msg.text)])[0]
+            st.emb_proj += float(vec.astype(np.float64) @ emb)
+            st.emb_n += 1
         if found and len(self._order) < 4 * MAX_EVIDENCE_PER_TACTIC * len(TACTICS):
             self._order.append(msg.id)
         mine = self.evidence.setdefault(msg.sender, {})
@@ -366,10 +502,9 @@ class ConversationScorer:
         return a
 
     def add_many(self, messages: Iterable[Message | Mapping[str, Any]]) -> Assessment:
-        a = self.assessment()
-        for m in messages:
-            a = self.add(m)
-        return a
+        """Score several messages; the assessment after the last."""
+        done = self.add_each(messages)
+        return done[-1] if done else self.assessment()
 
     # ------------------------------------------------------------------ conversation level
     def age_gap(self) -> bool:
@@ -407,6 +542,38 @@ class ConversationScorer:
             kinds.setdefault(sender, set()).add(kind)
         return len(kinds) >= 2 and all(k == {"adult"} for k in kinds.values())
 
+    def sender_features(
+        self, sender: str, *, gap: bool, peers: bool, adults: bool
+    ) -> npt.NDArray[np.float64]:
+        """The conversation model's inputs for one sender (:data:`convmodel.FEATURES` order)."""
+        st = self.stats.get(sender) or SenderStats()
+        ev = self.evidence.get(sender, {})
+        age_any = any("age" in e for e in self.evidence.values())
+        has = [1.0 if (t in ev or (t == "age" and age_any)) else 0.0 for t in TACTICS]
+        n = max(st.n, 1)
+        strong = sum(h for h, t in zip(has, TACTICS, strict=True) if t in _STRONG_GROOMING)
+        pushback = sum(o.pushback for k, o in self.stats.items() if k != sender)
+        rule, rule_sx = self._sender_score({t for h, t in zip(has, TACTICS, strict=True) if h}, gap)
+        out = [
+            *has,
+            *st.maxs,
+            st.family / n,
+            min(pushback, 3) / 3,
+            st.second_person / n,
+            sum(has) / 4,
+            strong / 3,
+            float(gap),
+            float(peers),
+            float(adults),
+            math.log1p(st.n) / 3,
+            st.tactic_messages / n,
+            st.reported / n,
+            rule,
+            float(rule_sx),
+        ]
+        assert len(out) == len(FEATURES)
+        return np.array(out, dtype=np.float64)
+
     def _sender_score(self, has: set[str], gap: bool) -> tuple[float, bool]:
         cfg = self.config
         keep = 1.0
@@ -440,19 +607,33 @@ class ConversationScorer:
         # Age questions and disclosures count for every sender (the child's "im 13" answers
         # the contact's question); the other tactics count for the sender who used them.
         age_ids = [i for ev in self.evidence.values() for i in ev.get("age", [])]
-        score, sextortion = 0.0, False
-        for ev in self.evidence.values():
-            has = set(ev) | ({"age"} if age_ids else set())
-            sc, sx = self._sender_score(has, gap)
-            if not sx:
-                sc *= damp
-            score, sextortion = max(score, sc), sextortion or sx
+        score, sextortion, by_model = 0.0, False, False
+        if self.head is not None:
+            head = self.head
+            peers, adults = self.peers_only(), self.adults_only()
+            for sender in self.stats:
+                f = self.sender_features(sender, gap=gap, peers=peers, adults=adults)
+                st = self.stats[sender]
+                emb = st.emb_proj / st.emb_n if (head.embedding is not None and st.emb_n) else 0.0
+                p = head.proba(f, emb)
+                sx = bool(f[_RULE_SX] > 0)
+                score = max(score, p)
+                if p >= head.threshold or (sx and p >= head.sextortion_threshold):
+                    by_model = True
+                    sextortion = sextortion or sx
+        else:
+            for ev in self.evidence.values():
+                has = set(ev) | ({"age"} if age_ids else set())
+                sc, sx = self._sender_score(has, gap)
+                if not sx:
+                    sc *= damp
+                score, sextortion = max(score, sc), sextortion or sx
         found = [t for t in TACTICS if any(t in ev for ev in self.evidence.values())]
         evidence: dict[str, list[str]] = {}
         for t in found:
             evidence[t] = [i for ev in self.evidence.values() for i in ev.get(t, [])]
         lo, mid = cfg.level_thresholds
-        flagged = score >= cfg.flag_threshold
+        flagged = by_model if self.head is not None else score >= cfg.flag_threshold
         level = (
             "high" if flagged else "medium" if score >= mid else "low" if score >= lo else "none"
         )
@@ -492,7 +673,11 @@ class ConversationScorer:
             "messages_seen": self.messages_seen,
             "flagged_at": self.flagged_at,
             "sextortion_at": self.sextortion_at,
+            "stats": {k: v.to_json() for k, v in self.stats.items()},
             "model": self.model.info.get("digest"),
+            "conversation_model": (
+                self.conv_model.info.get("digest") if self.conv_model is not None else None
+            ),
         }
 
     @classmethod
@@ -503,11 +688,19 @@ class ConversationScorer:
         lexicon: Lexicon | None = None,
         model: TacticModel | None = None,
         config: ScoringConfig | None = None,
+        conversation_model: ConversationModel | None = None,
+        encoder: Encoder | None = None,
     ) -> ConversationScorer:
         """A scorer that continues from a state written by :meth:`to_json`."""
         if not isinstance(state, Mapping) or state.get("version") != STATE_VERSION:
             raise InvalidConversation(f"state: expected an object with version {STATE_VERSION}")
-        s = cls(lexicon=lexicon, model=model, config=config)
+        s = cls(
+            lexicon=lexicon,
+            model=model,
+            config=config,
+            conversation_model=conversation_model,
+            encoder=encoder,
+        )
         try:
             s.bands = {str(k): str(v) for k, v in dict(state.get("bands", {})).items()}
             if not set(s.bands.values()) <= {"minor", "adult"}:
@@ -522,6 +715,9 @@ class ConversationScorer:
             s._order = [str(i) for i in state.get("order", [])]
             s.ages = {str(k): [int(a) for a in v] for k, v in dict(state.get("ages", {})).items()}
             s.messages_seen = int(state.get("messages_seen", 0))
+            s.stats = {
+                str(k): SenderStats.from_json(v) for k, v in dict(state.get("stats", {})).items()
+            }
             fa, sa = state.get("flagged_at"), state.get("sextortion_at")
             s.flagged_at = None if fa is None else str(fa)
             s.sextortion_at = None if sa is None else str(sa)

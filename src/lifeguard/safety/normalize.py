@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib import resources
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "fold",
     "fold_phrase",
     "phrase_pattern",
+    "readable",
     "tokens",
 ]
 
@@ -153,6 +154,7 @@ _TOKEN = re.compile(r"[0-9a-z@$!|€£+]+")
 _AMOUNT = re.compile(r"^([$€£])(\d[\d,.]*)$|^(\d[\d,.]*)([$€£])$")
 _NUM_UNIT = re.compile(r"^(\d+)([a-z]+)$")
 _REPEAT = re.compile(r"([a-z])\1+")
+_REPEAT3 = re.compile(r"([a-z])\1{2,}")
 _HAS_LETTER = re.compile(r"[a-z]")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _EDGE = "!|+@$€£"
@@ -179,13 +181,20 @@ def _collapse(word: str) -> str:
     return _REPEAT.sub(r"\1", word)
 
 
-def _clean_token(tok: str) -> list[str]:
+def _soft_collapse(word: str) -> str:
+    return _REPEAT3.sub(r"\1", word)
+
+
+def _clean_token(
+    tok: str, collapse: Callable[[str], str] = _collapse, speak_table: dict[str, str] | None = None
+) -> list[str]:
     """Fold one raw token (already lower-case, homoglyph-mapped) to zero or more words."""
+    table = _TEXTSPEAK if speak_table is None else speak_table
     m = _AMOUNT.match(tok)
     if m:
         sym = m.group(1) or m.group(4)
         num = (m.group(2) or m.group(3)).rstrip(".,")
-        return [num.replace(",", ""), _collapse(_CURRENCY[sym])]
+        return [num.replace(",", ""), collapse(_CURRENCY[sym])]
     tok = tok.strip(_EDGE) if not _HAS_LETTER.search(tok.strip(_EDGE)) else tok
     if not tok:
         return []
@@ -194,18 +203,18 @@ def _clean_token(tok: str) -> list[str]:
         return digits
     m = _NUM_UNIT.match(tok)
     if m and (len(m.group(1)) >= 2 or m.group(2) in _UNIT_SUFFIXES):
-        return [m.group(1), *_TEXTSPEAK.get(m.group(2), m.group(2)).split()]
-    speak = _TEXTSPEAK.get(tok)
+        return [m.group(1), *table.get(m.group(2), m.group(2)).split()]
+    speak = table.get(tok)
     if speak is not None:
         return speak.split()
     # Trailing "!"/"|" etc. are punctuation, not leet: "secret!!" -> "secret"
     core = tok.rstrip("!|+") or tok
     core = core.lstrip("|+") or core
-    core = _collapse(core.translate(_LEET))
+    core = collapse(core.translate(_LEET))
     core = re.sub(r"[^a-z0-9]", "", core)
     if not core:
         return []
-    speak = _TEXTSPEAK.get(core)
+    speak = table.get(core)
     return speak.split() if speak is not None else [core]
 
 
@@ -218,6 +227,10 @@ def _build_textspeak() -> dict[str, str]:
 
 
 _TEXTSPEAK = _build_textspeak()
+_TEXTSPEAK_SOFT = {
+    **_TEXTSPEAK_RAW,
+    **{_REPEAT3.sub(r"\1", k): v for k, v in _TEXTSPEAK_RAW.items()},
+}
 
 
 def _join_spaced(raw: list[str]) -> list[tuple[str, bool]]:
@@ -292,6 +305,20 @@ def tokens(text: str) -> list[str]:
             words = _segment(words[0])
         out.extend(words)
     return out
+
+
+def readable(text: str) -> str:
+    """``text`` de-obfuscated but still prose, for a language model rather than a lexicon:
+    steps 1-5 and 7 of :func:`fold`, but only runs of three or more repeated letters collapse
+    (``pleeease`` -> ``please``, ``keep`` stays ``keep``) and text-speak keeps its spelling
+    (``ur`` -> ``your``)."""
+    out: list[str] = []
+    for tok, joined in _join_spaced(_TOKEN.findall(_prepare(text))):
+        words = _clean_token(tok, _soft_collapse, _TEXTSPEAK_SOFT)
+        if joined and len(words) == 1:
+            words = _segment(words[0])
+        out.extend(words)
+    return " ".join(out)
 
 
 def fold(text: str) -> str:

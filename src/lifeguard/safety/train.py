@@ -1,8 +1,11 @@
 """Train the per-message tactic model: ``python -m lifeguard.safety.train``.
 
-Reads the TRAINING conversations (``safety/training/train.jsonl``, built by
-``python -m lifeguard.safety.training.corpus``; never the evaluation set in tests/data). Holds out
-a quarter of the phrase TEMPLATES (so held-out messages are phrasings the model never saw), fits
+Reads the TRAINING conversations: ``safety/training/train.jsonl`` (synthetic, built by
+``python -m lifeguard.safety.training.corpus``), the hand-written ``safety/training/written-*.jsonl``
+(eight authors, hard negatives labelled message by message) and, from v4 on, the earlier
+evaluation sets tests/data/conversations and conversations_holdout … _holdout5 (other authors and
+styles); never tests/data/conversations_holdout6, the blind set. Holds out a quarter of the phrase TEMPLATES (so held-out messages are phrasings the model
+never saw; a hand-written message is its own template), fits
 one L2-regularised logistic regression per tactic on the rest (full-batch Adam on hashed sparse
 features, numpy only) for a few L2 strengths, and on the held-out templates picks the L2
 strength and each tactic's threshold (the lowest, but at least 0.5, whose held-out precision is
@@ -28,6 +31,34 @@ from lifeguard.safety.normalize import fold
 from lifeguard.safety.training.synth import read_jsonl
 
 TRAIN_PATH = Path(__file__).with_name("training") / "train.jsonl"
+
+
+#: Earlier evaluation sets (written by other sessions, in other styles), used as training data
+#: from v4 on; holdout 6 never is.
+_TESTS_DATA = Path(__file__).resolve().parents[3] / "tests" / "data"
+EARLIER_EVAL_SETS: dict[str, tuple[str, ...]] = {
+    "eval": ("conversations",),
+    "holdouts-1-4": tuple(f"conversations_holdout{s}" for s in ("", "2", "3", "4")),
+    "holdout-5": ("conversations_holdout5",),
+}
+
+
+def handwritten_groups() -> dict[str, list[Path]]:
+    """Hand-written training data by author (the unit of cross-validation): the
+    ``written-*.jsonl`` files and, where the source tree has them, the earlier evaluation sets."""
+    groups = {f.stem: [f] for f in sorted(TRAIN_PATH.parent.glob("written-*.jsonl"))}
+    for name, dirs in EARLIER_EVAL_SETS.items():
+        files = [f for d in dirs for f in sorted((_TESTS_DATA / d).glob("*.jsonl"))]
+        if files:
+            groups[name] = files
+    return groups
+
+
+def training_files() -> list[Path]:
+    """The synthetic corpus and every hand-written training file, in a fixed order."""
+    return [TRAIN_PATH, *(f for fs in handwritten_groups().values() for f in fs)]
+
+
 OUT_PATH = Path(__file__).with_name("data") / "tactic_model.npz"
 
 
@@ -147,13 +178,14 @@ def _lexicon_matrix(texts: list[str]) -> npt.NDArray[np.float32]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--train", type=Path, default=TRAIN_PATH)
+    ap.add_argument("--train", type=Path, nargs="+", default=None)
     ap.add_argument("--out", type=Path, default=OUT_PATH)
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--precision", type=float, default=0.85)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    texts, y, groups = messages(read_jsonl(args.train))
+    files: list[Path] = args.train or training_files()
+    texts, y, groups = messages([c for f in files for c in read_jsonl(f)])
     dev = groups % 4 == 0  # template-disjoint: dev phrasings are never seen in training
     spec = FeatureSpec()
     x_tr = Sparse([t for t, d in zip(texts, dev, strict=True) if not d], spec)
@@ -183,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     model = TacticModel(tactics=TACTICS, weights=w, bias=b, spec=spec)
     model.thresholds = thresholds
     model.info = {
-        "corpus": args.train.name,
+        "corpus": [f.name for f in files],
         "unique_messages": len(texts),
         "heldout_templates_share": round(float(dev.mean()), 3),
         "l2": l2,
