@@ -21,6 +21,7 @@ from lifeguard.safety.conversation import (
     disclosed_ages,
     score_conversation,
 )
+from lifeguard.safety.embed import embedding_available
 from lifeguard.safety.evaluate import load_dir, report, run
 from lifeguard.safety.lexicon import (
     TACTICS,
@@ -75,7 +76,23 @@ def test_eval_texts_not_in_training_set(eval_convs: list[dict[str, Any]]) -> Non
 
 
 # ----------------------------------------------------------------------------- goals
+HOLDOUT6 = Path(__file__).parent / "data" / "conversations_holdout6"
+
+
+@pytest.mark.skipif(not embedding_available(), reason="the full head needs all-MiniLM-L6-v2")
+def test_goals_on_holdout6() -> None:
+    """The issue's goals on the blind set written for v4 (evaluated once, blind, before this test
+    existed; a regression test from then on): recall >= 0.85 at <= 3 % false flags, and threats
+    flagged at the first threatening message (40 of 42 when measured)."""
+    rep = report(run(load_dir(HOLDOUT6)))
+    assert rep["conversations"] == 246
+    assert rep["flag_recall"] >= 0.85, rep["missed_ids"]
+    assert rep["false_flag_rate"] <= 0.03, rep["false_flag_ids"]
+    assert rep["sextortion_at_first_threat"] >= 0.95, rep["late_threat_ids"]
+
+
 def test_goal_recall_and_false_flags(eval_report: dict[str, Any]) -> None:
+    # The evaluation set is training data from v4 on: this only guards against regressions.
     assert eval_report["flag_recall"] >= 0.85, eval_report["missed_ids"]
     assert eval_report["false_flag_rate"] <= 0.03, eval_report["false_flag_ids"]
 
@@ -181,7 +198,7 @@ def test_incremental_equals_batch_and_state_round_trip(eval_convs: list[dict[str
             if i == len(msgs) // 2:  # persist mid-conversation as a device would
                 inc = ConversationScorer.from_json(json.loads(json.dumps(inc.to_json())))
         # batch scoring embeds the messages in one batch: the same up to float rounding
-        same = {"message_id": None, "message_tactics": [], "score": None}
+        same: dict[str, Any] = {"message_id": None, "message_tactics": [], "score": None}
         assert a.to_json() | same == batch.to_json() | same
         assert a.score == pytest.approx(batch.score, abs=1e-5) and a.tactics == batch.tactics
 
@@ -506,3 +523,32 @@ def test_conversation_model_file_round_trip(tmp_path: Path) -> None:
     (tmp_path / "bad.npz").write_bytes(b"nope")
     with pytest.raises(ModelError):
         ConversationModel.load(tmp_path / "bad.npz")
+
+
+def test_training_helpers_fit_and_respect_the_false_flag_budget() -> None:
+    from lifeguard.safety.convmodel import FEATURES
+    from lifeguard.safety.train_conversation import Scored, choose_threshold, fit_logistic
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 3))
+    y = (x @ np.array([2.0, -1.0, 0.5]) + 0.3 > 0).astype(float)
+    w, b = fit_logistic(x, y, l2=0.01)
+    assert np.mean(((x @ w + b) > 0) == (y > 0)) > 0.97
+    # senders whose first feature carries the label (plus noise), in four author groups
+    scored = []
+    nf = len(FEATURES)
+    for i in range(200):
+        pos = i % 2 == 0
+        f = rng.normal(scale=0.3, size=nf)
+        f[0] += 1.5 if pos else -1.5
+        conv: dict[str, Any] = {
+            "flag": pos,
+            "kind": "grooming" if pos else "hard_negative",
+            "messages": [],
+        }
+        scored.append(
+            Scored(conv, f"g{i % 4}", [{"a": f}], [{"a": np.zeros(384)}], {"a"} if pos else set())
+        )
+    thr, thr_sx, cv = choose_threshold(scored, with_emb=False, l2=0.1, max_ff=0.02)
+    assert cv["cv_false_flags"] <= 0.02 and cv["cv_recall"] > 0.9
+    assert 0.3 <= thr <= 0.95 and 0 < thr_sx <= thr

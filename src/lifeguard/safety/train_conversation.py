@@ -144,7 +144,7 @@ def _first_threat(conv: dict[str, Any]) -> int | None:
 
 
 def choose_threshold(
-    scored: Sequence[Scored], with_emb: bool, l2: float, max_ff: float
+    scored: Sequence[Scored], with_emb: bool, l2: float, max_ff: float, verbose: bool = False
 ) -> tuple[float, float, dict[str, float]]:
     """Leave-one-author-out probabilities, then the best (threshold, sextortion_threshold)
     pair within the false-flag budget."""
@@ -190,6 +190,18 @@ def choose_threshold(
                 )
     if best is None:
         return 0.95, 0.95, {"cv_recall": 0.0, "cv_false_flags": 1.0}
+    if verbose:
+        for g in groups:
+            tp = npos = fp = nneg = 0
+            for p_all, p_sx, s in curves:
+                if s.group != g:
+                    continue
+                hit = bool(((p_all >= best[1]) | (p_sx >= best[2])).any())
+                if s.conv["flag"]:
+                    npos, tp = npos + 1, tp + hit
+                elif s.conv.get("kind") == "hard_negative":
+                    nneg, fp = nneg + 1, fp + hit
+            print(f"    held out {g}: flagged {tp}/{npos} positives, {fp}/{nneg} hard negatives")
     return best[1], best[2], best[3]
 
 
@@ -200,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--l2-full", type=float, default=0.03)
     ap.add_argument("--l2-lite", type=float, default=0.1)
     ap.add_argument("--max-false-flags", type=float, default=0.02)
+    ap.add_argument("--by-group", action="store_true", help="print each held-out group's figures")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     groups = handwritten_groups()
@@ -243,7 +256,9 @@ def main(argv: list[str] | None = None) -> None:
     heads: dict[str, Head] = {}
     report: dict[str, Any] = {}
     for head, with_emb, l2 in (("full", True, args.l2_full), ("lite", False, args.l2_lite)):
-        thr, thr_sx, cv = choose_threshold(scored, with_emb, l2, args.max_false_flags)
+        thr, thr_sx, cv = choose_threshold(
+            scored, with_emb, l2, args.max_false_flags, verbose=args.by_group
+        )
         hx, hy = _rows(scored, with_emb)
         hw, hb = fit_logistic(hx, hy, l2)
         nf = len(FEATURES)
