@@ -28,7 +28,6 @@ import json
 import math
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lifeguard.safety.lexicon import TACTICS
-from lifeguard.safety.model import ModelError
+from lifeguard.safety.model import ModelError, load_shipped
 
 __all__ = [
     "FEATURES",
@@ -207,8 +206,6 @@ CONVERSATION_MODEL_FILE = "data/conversation_model.npz"
 @cache
 def default_conversation_model() -> ConversationModel:
     """The shipped conversation model (``lifeguard/safety/data/conversation_model.npz``)."""
-    ref = resources.files("lifeguard.safety").joinpath(CONVERSATION_MODEL_FILE)
-    with resources.as_file(ref) as p:
-        if not p.exists():
-            raise ModelError(f"{p} is missing: run `python -m lifeguard.safety.train_conversation`")
-        return ConversationModel.load(p)
+    return load_shipped(
+        CONVERSATION_MODEL_FILE, ConversationModel.load, "lifeguard.safety.train_conversation"
+    )

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +25,7 @@ from lifeguard.errors import LifeguardError
 __all__ = ["FeatureSpec", "ModelError", "TacticModel", "default_model", "featurize"]
 
 FloatArray = npt.NDArray[np.float32]
+T = TypeVar("T")
 IntArray = npt.NDArray[np.int64]
 
 
@@ -130,11 +132,17 @@ class TacticModel:
 MODEL_FILE = "data/tactic_model.npz"
 
 
+def load_shipped(name: str, load: Callable[[Path], T], trainer: str) -> T:
+    """Load a model file shipped in ``lifeguard/safety/`` with ``load``; a missing file says
+    which ``python -m`` command writes it."""
+    ref = resources.files("lifeguard.safety").joinpath(name)
+    with resources.as_file(ref) as p:
+        if not p.exists():
+            raise ModelError(f"{p} is missing: run `python -m {trainer}`")
+        return load(p)
+
+
 @cache
 def default_model() -> TacticModel:
     """The shipped model (``lifeguard/safety/data/tactic_model.npz``)."""
-    ref = resources.files("lifeguard.safety").joinpath(MODEL_FILE)
-    with resources.as_file(ref) as p:
-        if not p.exists():
-            raise ModelError(f"{p} is missing: run `python -m lifeguard.safety.train`")
-        return TacticModel.load(p)
+    return load_shipped(MODEL_FILE, TacticModel.load, "lifeguard.safety.train")
