@@ -552,3 +552,27 @@ def test_training_helpers_fit_and_respect_the_false_flag_budget() -> None:
     thr, thr_sx, cv = choose_threshold(scored, with_emb=False, l2=0.1, max_ff=0.02)
     assert cv["cv_false_flags"] <= 0.02 and cv["cv_recall"] > 0.9
     assert 0.3 <= thr <= 0.95 and 0 < thr_sx <= thr
+
+
+def test_http_embedding_fault_is_503_and_lite_head_can_be_chosen(
+    sqlite_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lifeguard.safety.embed import default_encoder
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "tokenizer.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"tampered")
+    monkeypatch.setenv("LIFEGUARD_EMBED_MODEL_DIR", str(tmp_path))
+    default_encoder.cache_clear()
+    body = {"messages": [{"id": "m1", "sender": "x", "text": "how old r u"}]}
+    try:
+        with live_server(sqlite_settings, wait_ready=False) as lv, lv.client(lv.key("match")) as c:
+            r = c.post("/v1/safety/conversation", json=body)
+            assert r.status_code == 503 and r.json()["code"] == "embedding_unavailable"
+            assert "SHA-256" in r.json()["detail"]
+        lite = sqlite_settings.model_copy(update={"conversation_embedding": "off"})
+        with live_server(lite, wait_ready=False) as lv, lv.client(lv.key("match")) as c:
+            r = c.post("/v1/safety/conversation", json=body)
+            assert r.status_code == 200 and "age" in r.json()["tactics"]
+    finally:
+        default_encoder.cache_clear()

@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     safety_rules_file: Path | None = Field(
         default=None, description="Contact rules (TOML). Unset: the shipped ICU F1-style defaults."
     )
+    conversation_embedding: Literal["auto", "off"] = Field(
+        default="auto",
+        description="Conversation risk: 'auto' uses the all-MiniLM-L6-v2 sentence embedding (the "
+        "conversation model's full head) when installed; 'off' always uses the lite head.",
+    )
     safety_snapshot_interval_s: float = Field(
         default=30.0,
         gt=0,

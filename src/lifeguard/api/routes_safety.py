@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from lifeguard.api.problems import Problem
 from lifeguard.api.routing import GuardedRoute, scoped
-from lifeguard.safety.conversation import MAX_TEXT_CHARS, ConversationScorer
+from lifeguard.api.state import get_state
+from lifeguard.safety.conversation import MAX_TEXT_CHARS, ConversationScorer, ScoringConfig
+from lifeguard.safety.embed import EmbedUnavailable
+from lifeguard.safety.model import ModelError
 
 safety = APIRouter(prefix="/v1/safety", route_class=GuardedRoute)
 
@@ -72,13 +76,18 @@ class ConversationOut(BaseModel):
     response_model=ConversationOut,
 )
 @scoped("match")
-def conversation(body: ConversationIn) -> dict[str, Any]:
+def conversation(body: ConversationIn, request: Request) -> dict[str, Any]:
     parts = [p.model_dump(exclude_none=True) for p in body.participants]
-    if body.state is not None:
-        scorer = ConversationScorer.from_json(body.state)
-        scorer.add_participants(parts)
-    else:
-        scorer = ConversationScorer(parts)
+    cfg = ScoringConfig(embedding=get_state(request).settings.conversation_embedding)
+    try:
+        if body.state is not None:
+            scorer = ConversationScorer.from_json(body.state, config=cfg)
+            scorer.add_participants(parts)
+        else:
+            scorer = ConversationScorer(parts, config=cfg)
+    except (EmbedUnavailable, ModelError) as e:
+        # a server-side fault (a missing or tampered model file), not the caller's
+        raise Problem(503, e.code, e.message, title="Conversation scoring unavailable") from None
     done = scorer.add_each([m.model_dump() for m in body.messages])
     per = [
         {"id": m.id, "tactics": a.message_tactics} for m, a in zip(body.messages, done, strict=True)
