@@ -574,5 +574,6 @@ def test_http_embedding_fault_is_503_and_lite_head_can_be_chosen(
         with live_server(lite, wait_ready=False) as lv, lv.client(lv.key("match")) as c:
             r = c.post("/v1/safety/conversation", json=body)
             assert r.status_code == 200 and "age" in r.json()["tactics"]
+            assert r.json()["state"]["head"] == "lite"
     finally:
         default_encoder.cache_clear()

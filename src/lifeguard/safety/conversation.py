@@ -678,6 +678,9 @@ class ConversationScorer:
             "conversation_model": (
                 self.conv_model.info.get("digest") if self.conv_model is not None else None
             ),
+            "head": (
+                None if self.head is None else "full" if self.head.embedding is not None else "lite"
+            ),
         }
 
     @classmethod
