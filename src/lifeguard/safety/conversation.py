@@ -543,16 +543,24 @@ class ConversationScorer:
         return len(kinds) >= 2 and all(k == {"adult"} for k in kinds.values())
 
     def sender_features(
-        self, sender: str, *, gap: bool, peers: bool, adults: bool
+        self,
+        sender: str,
+        *,
+        gap: bool,
+        peers: bool,
+        adults: bool,
+        totals: tuple[bool, int] | None = None,
     ) -> npt.NDArray[np.float64]:
-        """The conversation model's inputs for one sender (:data:`convmodel.FEATURES` order)."""
+        """The conversation model's inputs for one sender (:data:`convmodel.FEATURES` order).
+        ``totals`` (anyone showed age, everyone's pushback) may be passed in when scoring every
+        sender, so a group chat costs linear, not quadratic, time."""
         st = self.stats.get(sender) or SenderStats()
         ev = self.evidence.get(sender, {})
-        age_any = any("age" in e for e in self.evidence.values())
+        age_any, all_pushback = totals if totals is not None else self._totals()
         has = [1.0 if (t in ev or (t == "age" and age_any)) else 0.0 for t in TACTICS]
         n = max(st.n, 1)
         strong = sum(h for h, t in zip(has, TACTICS, strict=True) if t in _STRONG_GROOMING)
-        pushback = sum(o.pushback for k, o in self.stats.items() if k != sender)
+        pushback = all_pushback - st.pushback
         rule, rule_sx = self._sender_score({t for h, t in zip(has, TACTICS, strict=True) if h}, gap)
         out = [
             *has,
@@ -573,6 +581,12 @@ class ConversationScorer:
         ]
         assert len(out) == len(FEATURES)
         return np.array(out, dtype=np.float64)
+
+    def _totals(self) -> tuple[bool, int]:
+        return (
+            any("age" in e for e in self.evidence.values()),
+            sum(o.pushback for o in self.stats.values()),
+        )
 
     def _sender_score(self, has: set[str], gap: bool) -> tuple[float, bool]:
         cfg = self.config
@@ -610,9 +624,9 @@ class ConversationScorer:
         score, sextortion, by_model = 0.0, False, False
         if self.head is not None:
             head = self.head
-            peers, adults = self.peers_only(), self.adults_only()
+            peers, adults, totals = self.peers_only(), self.adults_only(), self._totals()
             for sender in self.stats:
-                f = self.sender_features(sender, gap=gap, peers=peers, adults=adults)
+                f = self.sender_features(sender, gap=gap, peers=peers, adults=adults, totals=totals)
                 st = self.stats[sender]
                 emb = st.emb_proj / st.emb_n if (head.embedding is not None and st.emb_n) else 0.0
                 p = head.proba(f, emb)
