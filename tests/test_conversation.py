@@ -577,3 +577,36 @@ def test_http_embedding_fault_is_503_and_lite_head_can_be_chosen(
             assert r.json()["state"]["head"] == "lite"
     finally:
         default_encoder.cache_clear()
+
+
+def test_cli_scores_a_file_reports_labels_and_names_bad_lines(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lifeguard.cli import app
+
+    good = {
+        "id": "g1",
+        "kind": "grooming",
+        "category": "grooming",
+        "flag": True,
+        "participants": [{"id": "kid", "age_band": "13-15"}],
+        "messages": [dict(m, tactics=[]) for m in GROOMING],
+    }
+    lesson = {
+        "id": "l1",
+        "kind": "hard_negative",
+        "category": "sex_education",
+        "flag": False,
+        "messages": LESSON,
+    }
+    f = tmp_path / "c.jsonl"
+    lines = [json.dumps(good), "", "{not json", json.dumps({"id": "x", "messages": 3})]
+    f.write_text("\n".join([*lines, json.dumps(lesson)]) + "\n")
+    r = CliRunner().invoke(app, ["safety", "conversation", str(f), "--head", "lite", "--report"])
+    assert r.exit_code == 1  # bad lines make the exit status non-zero ...
+    out = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
+    assert [(o["id"], o["line"], o["flagged"]) for o in out] == [("g1", 1, True), ("l1", 5, False)]
+    assert "line 3:" in r.stderr and "line 4:" in r.stderr  # ... and are named
+    assert "flag recall: 1.000" in r.stderr and "false flags on hard negatives: 0.000" in r.stderr
+    r = CliRunner().invoke(app, ["safety", "conversation", str(f), "--head", "bogus"])
+    assert r.exit_code == 2 and "--head" in r.stderr

@@ -7,12 +7,15 @@
 * ``lifeguard safety rules check [FILE]`` (validate; prints the rules) and
   ``lifeguard safety rules replay EVENTS.jsonl [--snapshot FILE]`` (feed events, print findings)
 * ``lifeguard safety scan TEXT`` (URLs and keywords of the stored lists in TEXT)
+* ``lifeguard safety conversation FILE.jsonl [--head full|lite|rules] [--report]`` (score
+  conversations; with labels, the evaluation report on your own data)
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +25,8 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from lifeguard.errors import LifeguardError
+from lifeguard.safety.conversation import ConversationScorer, InvalidConversation, ScoringConfig
+from lifeguard.safety.evaluate import format_report, report
 from lifeguard.safety.events import InvalidEvent, parse_event
 from lifeguard.safety.lists import SafetyLists
 from lifeguard.safety.rules import (
@@ -233,6 +238,75 @@ def scan_cmd(text: Annotated[str, typer.Argument(help="Message text ('-': stdin)
         )
 
 
+# ------------------------------------------------------------------------------ conversation
+_HEADS = {
+    "full": ScoringConfig(),
+    "lite": ScoringConfig(embedding="off"),
+    "rules": ScoringConfig(conversation_model=False),
+}
+
+
+def conversation_cmd(
+    path: Annotated[
+        str,
+        typer.Argument(
+            help="JSONL, one conversation a line: {id, participants, messages: [{id, sender, "
+            "text}]} ('-': stdin). Labels (flag, kind, per-message tactics) enable --report."
+        ),
+    ],
+    head: Annotated[
+        str, typer.Option(help="full (embedding when installed), lite, or rules (v3).")
+    ] = "full",
+    show_report: Annotated[
+        bool, typer.Option("--report", help="Print recall / false flags (needs labels).")
+    ] = False,
+) -> None:
+    """Score conversations: one JSON result a line (score, flag, tactics, evidence ids). Bad lines
+    are reported with their line number and the command exits 1; the others are still scored."""
+    if head not in _HEADS:
+        _fail(f"--head: expected one of {', '.join(_HEADS)}, got {head!r}")
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        _fail(f"{path}: {e}")
+    cfg = _HEADS[head]
+    rows: list[dict[str, Any]] = []
+    bad = 0
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            conv = json.loads(line)
+            if not isinstance(conv, dict) or not isinstance(conv.get("messages"), list):
+                raise InvalidConversation("expected an object with a 'messages' list")
+            t0 = time.perf_counter()
+            scorer = ConversationScorer(conv.get("participants", []), config=cfg)
+            done = scorer.add_each(conv["messages"])
+            seconds = time.perf_counter() - t0
+        except (ValueError, LifeguardError) as e:
+            bad += 1
+            typer.echo(f"line {n}: {e}", err=True)
+            continue
+        a = done[-1] if done else scorer.assessment()
+        _out({"id": conv.get("id", f"line {n}"), "line": n, **a.to_json()})
+        if show_report:
+            flag_idx = next((i for i, x in enumerate(done) if x.flagged), None)
+            sext_idx = next((i for i, x in enumerate(done) if x.sextortion), None)
+            per = [x.message_tactics for x in done]
+            rows.append(
+                {"conv": conv, "final": a, "per_msg": per, "flag_idx": flag_idx,
+                 "sext_idx": sext_idx, "seconds": seconds}
+            )  # fmt: skip
+    if show_report:
+        labelled = [r for r in rows if "flag" in r["conv"] and "kind" in r["conv"]]
+        if labelled:
+            typer.echo(format_report(report(labelled)), err=True)
+        else:
+            typer.echo("--report: no conversation carries 'flag' and 'kind' labels", err=True)
+    if bad:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``list``, ``rules`` and ``scan`` under ``lifeguard safety`` (the group is created when
     no other room made it)."""
@@ -250,3 +324,4 @@ def register(app: typer.Typer) -> None:
     group.add_typer(list_app, name="list")
     group.add_typer(rules_app, name="rules")
     group.command("scan")(scan_cmd)
+    group.command("conversation")(conversation_cmd)

@@ -86,7 +86,7 @@ def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
     flagged_pos = [r for r in pos if r["final"].flagged]
     by_cat: dict[str, list[bool]] = defaultdict(list)
     for r in negs:
-        by_cat[r["conv"]["category"]].append(r["final"].flagged)
+        by_cat[r["conv"].get("category", "uncategorised")].append(r["final"].flagged)
     tac_conv: dict[str, list[bool]] = defaultdict(list)
     tac_msg: dict[str, list[bool]] = defaultdict(list)
     tac_pred: dict[str, list[bool]] = defaultdict(list)
@@ -121,7 +121,7 @@ def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
         ok = r["flag_idx"] is not None and r["flag_idx"] <= first
         at_threat.append(ok)
         if not ok:
-            late.append(r["conv"]["id"])
+            late.append(str(r["conv"].get("id", "?")))
     n_msgs = sum(len(r["conv"]["messages"]) for r in rows)
     secs = sum(r["seconds"] for r in rows)
     kinds: dict[str, int] = defaultdict(int)
@@ -142,8 +142,8 @@ def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "false_flag_rate": _rate(sum(r["final"].flagged for r in negs), len(negs)),
         "false_flag_by_category": {k: _rate(sum(v), len(v)) for k, v in sorted(by_cat.items())},
-        "false_flag_ids": [r["conv"]["id"] for r in negs if r["final"].flagged],
-        "missed_ids": [r["conv"]["id"] for r in pos if not r["final"].flagged],
+        "false_flag_ids": [str(r["conv"].get("id", "?")) for r in negs if r["final"].flagged],
+        "missed_ids": [str(r["conv"].get("id", "?")) for r in pos if not r["final"].flagged],
         "tactic_recall": {t: _rate(sum(tac_conv[t]), len(tac_conv[t])) for t in TACTICS},
         "tactic_support": {t: len(tac_conv[t]) for t in TACTICS},
         "tactic_message_recall": {t: _rate(sum(tac_msg[t]), len(tac_msg[t])) for t in TACTICS},
