@@ -30,6 +30,7 @@ from lifeguard.actions.rules import (
     delete_rule,
     list_rules,
     new_secret,
+    seal_secrets,
     update_rule,
 )
 from lifeguard.actions.worker import Worker, WorkerConfig
@@ -238,6 +239,15 @@ def action_add(
             created_by=by,
         )
         _jsonl(r.to_json(with_secret=True))
+
+
+@action_app.command("seal-secrets")
+def action_seal_secrets() -> None:
+    """Seal stored webhook secrets with LIFEGUARD_SECRETS_KEY (clear ones, and those under an older
+    key after a rotation). New and changed secrets are sealed automatically once the key is set."""
+    with _db() as db:
+        counts = seal_secrets(db)
+    _jsonl(counts)
 
 
 @action_app.command("list")

@@ -36,8 +36,9 @@ class ActionRule(Base):
     bank_id: Mapped[int] = mapped_column(ForeignKey("bank.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(128), default="")
     url: Mapped[str] = mapped_column(String(2048))
-    #: HMAC key for the ``Lifeguard-Signature`` header. Stored as given (the worker needs it).
-    secret: Mapped[str] = mapped_column(String(256))
+    #: HMAC key for the ``Lifeguard-Signature`` header: sealed (``lgsec1:…``, AES-256-GCM) when
+    #: ``LIFEGUARD_SECRETS_KEY`` is set, else as given (the worker needs it in clear to sign).
+    secret: Mapped[str] = mapped_column(String(512))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     #: Only matches with ``distance <= max_distance`` (None: every match the bank reports).
     max_distance: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from lifeguard.actions.events import EventInfo, event_info
 from lifeguard.actions.models import ActionRule, MatchEvent, WebhookDelivery
+from lifeguard.actions.secretbox import SecretBox, SecretKeyError, open_secret
 from lifeguard.banks.service import InvalidField, aware
 from lifeguard.errors import Conflict, NotFound
 from lifeguard.store.db import Database
@@ -118,6 +119,8 @@ class Claimed:
     rule_id: int | None
     url: str | None  # the rule's current URL; None when the rule is gone
     secret: str | None
+    #: why the (sealed) secret could not be opened here; the delivery is retried later
+    secret_error: str | None = None
 
 
 def _utc(now: dt.datetime) -> dt.datetime:
@@ -179,18 +182,28 @@ def claim(
             .outerjoin(ActionRule, ActionRule.id == WD.rule_id)
             .where(WD.id.in_(list(got)))
         ).all()
-        out = [
-            Claimed(
-                id=int(did),
-                token=token,
-                attempts=got[int(did)],
-                event=event_info(ev),
-                rule_id=rid,
-                url=url,
-                secret=secret,
+        box = SecretBox.from_env()
+        out: list[Claimed] = []
+        for did, rid, ev, url, stored in rows:
+            secret: str | None = stored
+            problem: str | None = None
+            if stored is not None:
+                try:
+                    secret = open_secret(stored, box)
+                except SecretKeyError as e:
+                    secret, problem = None, e.message
+            out.append(
+                Claimed(
+                    id=int(did),
+                    token=token,
+                    attempts=got[int(did)],
+                    event=event_info(ev),
+                    rule_id=rid,
+                    url=url,
+                    secret=secret,
+                    secret_error=problem,
+                )
             )
-            for did, rid, ev, url, secret in rows
-        ]
         return sorted(out, key=lambda c: c.id)
 
 

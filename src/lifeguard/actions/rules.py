@@ -12,7 +12,7 @@ import datetime as dt
 import secrets
 import string
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, get_args
 from urllib.parse import urlsplit
 
@@ -20,6 +20,15 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from lifeguard.actions.models import ActionRule, WebhookDelivery
+from lifeguard.actions.secretbox import (
+    KEY_ENV,
+    KEY_FILE_ENV,
+    SecretBox,
+    SecretKeyError,
+    is_sealed,
+    open_secret,
+    seal_secret,
+)
 from lifeguard.banks.service import InvalidField, aware, validate_labels, validate_text
 from lifeguard.errors import Conflict, NotFound
 from lifeguard.matching.results import Match, VariantKind
@@ -56,7 +65,9 @@ class RuleInfo:
     created_at: dt.datetime
     updated_at: dt.datetime
     created_by: str
-    #: The HMAC key. Kept out of ``repr``; the CLI shows it once, when it is created.
+    #: The HMAC key, in clear when it was just set (create / update) or could be opened; ""
+    #: when it is sealed under a key this process lacks. Kept out of ``repr``; the CLI shows it
+    #: once, when it is created.
     secret: str = field(repr=False, default="")
 
     def to_json(self, *, with_secret: bool = False) -> dict[str, Any]:
@@ -205,8 +216,15 @@ def rule_info(r: ActionRule, bank_name: str) -> RuleInfo:
         created_at=aware(r.created_at),
         updated_at=aware(r.updated_at),
         created_by=r.created_by,
-        secret=r.secret,
+        secret=_readable_secret(r.secret),
     )
+
+
+def _readable_secret(stored: str) -> str:
+    try:
+        return open_secret(stored, SecretBox.from_env())
+    except SecretKeyError:
+        return ""
 
 
 def _check_unique(s: Session, bank_id: int, url: str, rule_id: int | None) -> None:
@@ -231,9 +249,10 @@ def create_rule(
 ) -> RuleInfo:
     """Add a rule; ``secret`` defaults to a fresh random one (returned in ``RuleInfo.secret``)."""
     u = validate_url(url)
+    clear = validate_secret(secret) if secret is not None else new_secret()
     row = ActionRule(
         url=u,
-        secret=validate_secret(secret) if secret is not None else new_secret(),
+        secret=seal_secret(clear, SecretBox.from_env()),
         name=validate_text(name, "name", 128),
         enabled=_bool(enabled, "enabled"),
         max_distance=validate_max_distance(max_distance),
@@ -247,7 +266,7 @@ def create_rule(
         row.bank_id = b.id
         s.add(row)
         s.flush()
-        return rule_info(row, b.name)
+        return replace(rule_info(row, b.name), secret=clear)
 
 
 def get_rule(db: Database, rule_id: int) -> RuleInfo:
@@ -282,8 +301,10 @@ def update_rule(
     changes: dict[str, Any] = {}
     if not isinstance(url, _Unset):
         changes["url"] = validate_url(url)
+    clear: str | None = None
     if not isinstance(secret, _Unset):
-        changes["secret"] = validate_secret(secret)
+        clear = validate_secret(secret)
+        changes["secret"] = seal_secret(clear, SecretBox.from_env())
     if not isinstance(name, _Unset):
         changes["name"] = validate_text(name, "name", 128)
     if not isinstance(enabled, _Unset):
@@ -303,7 +324,25 @@ def update_rule(
         for k, v in changes.items():
             setattr(r, k, v)
         s.flush()
-        return rule_info(r, s.get_one(Bank, r.bank_id).name)
+        info = rule_info(r, s.get_one(Bank, r.bank_id).name)
+        return info if clear is None else replace(info, secret=clear)
+
+
+def seal_secrets(db: Database) -> dict[str, int]:
+    """Seal every secret stored in clear, and re-seal those under an older key, with the current
+    ``LIFEGUARD_SECRETS_KEY`` (one transaction). Counts: sealed, resealed, unchanged."""
+    box = SecretBox.from_env()
+    if box is None:
+        raise SecretKeyError(f"set {KEY_ENV} or {KEY_FILE_ENV} first")
+    counts = {"sealed": 0, "resealed": 0, "unchanged": 0}
+    with db.session() as s:
+        for r in s.scalars(select(ActionRule).with_for_update()):
+            if not box.needs_sealing(r.secret):
+                counts["unchanged"] += 1
+                continue
+            counts["resealed" if is_sealed(r.secret) else "sealed"] += 1
+            r.secret = box.seal(box.open(r.secret))
+    return counts
 
 
 def delete_rule(db: Database, rule_id: int) -> RuleInfo:

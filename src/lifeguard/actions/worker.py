@@ -144,7 +144,10 @@ class Worker:
     def deliver(self, c: Claimed) -> DeliveryStatus | Literal["lease_lost"]:
         """Send one claimed delivery and record the outcome; returns the new status."""
         started = self.clock()
-        if c.url is None or c.secret is None:
+        if c.secret_error is not None:
+            # a key not configured here (yet): keep the delivery, try again later
+            res = SendResult("retry", None, c.secret_error)
+        elif c.url is None or c.secret is None:
             res = SendResult("dead", None, "rule removed before delivery")
         else:
             body = payload_bytes(c.event.to_json(), c.id)
