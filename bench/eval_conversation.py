@@ -108,7 +108,7 @@ def main() -> None:
     args = ap.parse_args()
     data = ROOT / "tests" / "data"
     named: dict[str, list[dict[str, Any]]] = {"eval": load_dir(EVAL)}
-    for i in range(1, 7):
+    for i in range(1, 10):
         d = data / ("conversations_holdout" + ("" if i == 1 else str(i)))
         if d.is_dir():
             named["holdout" + ("" if i == 1 else str(i))] = load_dir(d)

@@ -610,3 +610,37 @@ def test_cli_scores_a_file_reports_labels_and_names_bad_lines(tmp_path: Path) ->
     assert "flag recall: 1.000" in r.stderr and "false flags on hard negatives: 0.000" in r.stderr
     r = CliRunner().invoke(app, ["safety", "conversation", str(f), "--head", "bogus"])
     assert r.exit_code == 2 and "--head" in r.stderr
+
+
+def test_lengthen_builds_long_chats_without_new_labels() -> None:
+    from lifeguard.safety.train_conversation import lengthen
+
+    def conv(cid: str, kind: str, n: int, tactic: str | None = None) -> dict[str, Any]:
+        msgs = [
+            {"id": f"m{i}", "sender": "xy"[i % 2], "text": f"{cid} line {i}", "tactics": []}
+            for i in range(n)
+        ]
+        if tactic:
+            msgs[2]["tactics"] = [tactic]
+        return {
+            "id": cid,
+            "kind": kind,
+            "flag": kind != "hard_negative",
+            "participants": [{"id": "x"}, {"id": "y", "age_band": "13-15"}],
+            "messages": msgs,
+        }
+
+    convs = [conv(f"n{i}", "hard_negative", 5) for i in range(6)]
+    convs += [conv(f"g{i}", "grooming", 6, "secrecy") for i in range(4)]
+    out = lengthen(convs)
+    assert out == lengthen(convs)  # deterministic
+    longs = [c for c in out if c["kind"] == "hard_negative"]
+    grooms = [c for c in out if c["flag"]]
+    assert len(longs) == 3 and len(grooms) == 2
+    assert all(len(c["messages"]) >= 10 for c in longs)
+    assert all(not m["tactics"] for c in longs for m in c["messages"])
+    for g in grooms:
+        labelled = [m for m in g["messages"] if m["tactics"]]
+        assert [m["tactics"] for m in labelled] == [["secrecy"]]  # only the original label
+        assert len(g["messages"]) == 16 and {m["sender"] for m in g["messages"]} == {"x", "y"}
+        assert [m["id"] for m in g["messages"]] == [f"m{i}" for i in range(1, 17)]

@@ -107,6 +107,65 @@ def _score_file(
     return out
 
 
+def _remap(messages: Sequence[dict[str, Any]], ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The messages with their senders renamed, in order of appearance, to ``ids`` (cycled), and
+    without tactic labels (benign filler)."""
+    names: dict[str, str] = {}
+    out = []
+    for m in messages:
+        snd = str(m["sender"])
+        if snd not in names:
+            names[snd] = ids[len(names) % len(ids)]
+        out.append({"sender": names[snd], "text": m["text"], "tactics": []})
+    return out
+
+
+def lengthen(convs: Sequence[dict[str, Any]], seed: int = 7) -> list[dict[str, Any]]:
+    """Long conversations made from one author group's short ones, so the model meets the
+    lengths it will see (real chats run to hundreds of messages; the written sets to 5-16):
+
+    * a long innocent chat: two or three of the group's hard negatives told as one conversation
+      between the same two people;
+    * a long grooming or sextortion chat: one of the group's positives with ordinary talk (from
+      its hard negatives, relabelled as nobody's tactic) before it and in its middle, the
+      offender taking part in the ordinary talk too.
+    """
+    rng = np.random.default_rng(seed)
+    negs = [c for c in convs if c.get("kind") == "hard_negative" and len(c["messages"]) >= 3]
+    poss = [c for c in convs if c.get("flag")]
+    out: list[dict[str, Any]] = []
+    if len(negs) < 3:
+        return out
+
+    def build(cid: str, base: dict[str, Any], msgs: list[dict[str, Any]]) -> dict[str, Any]:
+        for i, m in enumerate(msgs, 1):
+            m["id"], m["t"] = f"m{i}", float(60 * i)
+        return {**{k: v for k, v in base.items() if k != "messages"}, "id": cid, "messages": msgs}
+
+    for k in range(len(negs) // 2):
+        picks = rng.choice(len(negs), size=int(rng.integers(2, 4)), replace=False)
+        first = negs[int(picks[0])]
+        ids = [str(p["id"]) for p in first.get("participants", [])] or ["a", "b"]
+        msgs = [m for i in picks for m in _remap(negs[int(i)]["messages"], ids)]
+        out.append(build(f"{first['id']}-long{k}", first, msgs))
+    chosen: list[int] = (
+        [int(i) for i in rng.choice(len(poss), size=len(poss) // 2, replace=False)] if poss else []
+    )
+    for k, pos in enumerate(poss[i] for i in chosen):
+        offender = next((str(m["sender"]) for m in pos["messages"] if m.get("tactics")), None)
+        others = [str(p["id"]) for p in pos.get("participants", []) if str(p["id"]) != offender]
+        if offender is None or not others:
+            continue
+        a, b = rng.choice(len(negs), size=2, replace=False)
+        before = _remap(negs[int(a)]["messages"], [offender, others[0]])
+        middle = _remap(negs[int(b)]["messages"], [others[0], offender])
+        own = [{"sender": m["sender"], "text": m["text"], "tactics": list(m.get("tactics", []))}
+               for m in pos["messages"]]  # fmt: skip
+        half = len(own) // 2
+        out.append(build(f"{pos['id']}-long{k}", pos, before + own[:half] + middle + own[half:]))
+    return out
+
+
 def _rows(scored: Sequence[Scored], with_emb: bool) -> tuple[F64, F64]:
     xs: list[F64] = []
     ys: list[float] = []
@@ -213,10 +272,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--l2-lite", type=float, default=0.1)
     ap.add_argument("--max-false-flags", type=float, default=0.02)
     ap.add_argument("--by-group", action="store_true", help="print each held-out group's figures")
+    ap.add_argument(
+        "--long",
+        action="store_true",
+        help="add lengthened conversations (lengthen()); an experiment: with them no threshold "
+        "of the full head kept cross-validated false flags <= 2%% (docs/conversation-risk.md)",
+    )
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     groups = handwritten_groups()
     by_file = {g: [c for f in fs for c in read_jsonl(f)] for g, fs in groups.items()}
+    if args.long:
+        for g in by_file:
+            by_file[g] = by_file[g] + lengthen(by_file[g])
     synthetic = read_jsonl(TRAIN_PATH)
     encoder = default_encoder()
     texts = sorted(
