@@ -27,7 +27,7 @@ from lifeguard.actions.worker import Worker, WorkerConfig
 from lifeguard.banks import Banks
 from lifeguard.settings import Settings, get_settings
 from lifeguard.store.db import Database
-from test_actions_support import SECRET, Receiver, make_bank, result
+from test_actions_support import SECRET, FakeClock, Receiver, make_bank, result
 
 FAST = WorkerConfig(timeout_s=2.0, lease_s=30.0, concurrency=2, poll_s=0.05, max_attempts=4)
 K1, K2 = generate_key(), generate_key()
@@ -67,18 +67,23 @@ def test_box_round_trip_tamper_and_rotation() -> None:
     assert SecretBox.from_env({}) is None
 
 
+def _sealed_rule_with_a_match(db: Database, url: str) -> str:
+    """A rule created with the key set, and one recorded match; the stored secret."""
+    matches = make_bank(Banks(db), "ALPHA", 1)
+    rule = create_rule(db, "ALPHA", url, secret=SECRET)
+    assert rule.secret == SECRET  # shown once, in clear
+    record_match(db, result(matches[0]), "post-1", None)
+    (stored,) = _raw(db)
+    return stored
+
+
 def test_sealed_at_rest_and_deliveries_still_signed(
     db: Database, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(KEY_ENV, K1)
-    banks = Banks(db)
-    matches = make_bank(banks, "ALPHA", 1)
-    rule = create_rule(db, "ALPHA", receiver.url, secret=SECRET)
-    assert rule.secret == SECRET  # shown once, in clear
-    (stored,) = _raw(db)
+    stored = _sealed_rule_with_a_match(db, receiver.url)
     assert is_sealed(stored) and SECRET not in stored
     assert list_rules(db)[0].secret == SECRET  # this process holds the key
-    record_match(db, result(matches[0]), "post-1", None)
     assert Worker(db, FAST).run_once() == 1
     (r,) = receiver.received
     assert r.signature_error == ""  # signed with the opened secret
@@ -88,17 +93,21 @@ def test_missing_key_retries_then_delivers(
     db: Database, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(KEY_ENV, K1)
-    banks = Banks(db)
-    matches = make_bank(banks, "ALPHA", 1)
-    create_rule(db, "ALPHA", receiver.url, secret=SECRET)
-    record_match(db, result(matches[0]), "post-1", None)
+    _sealed_rule_with_a_match(db, receiver.url)
     (d,) = list_deliveries(db)
     monkeypatch.delenv(KEY_ENV)  # a worker started without the key
     assert list_rules(db)[0].secret == ""  # cannot be read here, and nothing fails
-    assert Worker(db, FAST).run_once() == 1
+    clock = FakeClock()
+    assert Worker(db, FAST, clock=clock).run_once() == 1
     got = get_delivery(db, d.id)
     assert got.status == "pending" and KEY_ENV in got.last_error  # kept for a retry
     assert receiver.received == []
+    monkeypatch.setenv(KEY_ENV, K1)  # the key arrives: the retry goes out, signed
+    clock.advance(60)
+    assert Worker(db, FAST, clock=clock).run_once() == 1
+    assert get_delivery(db, d.id).status == "delivered"
+    (r,) = receiver.received
+    assert r.signature_error == ""
 
 
 def test_seal_secrets_cli_seals_old_rules_and_rotates(
