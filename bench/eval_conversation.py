@@ -47,19 +47,7 @@ def strip_bands(convs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 VARIANTS: dict[str, ScoringConfig] = {
     "full": ScoringConfig(),
     "lite": ScoringConfig(embedding="off"),
-    "v3": ScoringConfig(
-        conversation_model=False,
-        lexicon_veto=0.1,
-        lexicon_veto_by_tactic={
-            "threat_share": 0.0,
-            "age": 0.02,
-            "secrecy": 0.05,
-            "photo_request": 0.05,
-            "meeting": 0.05,
-        },
-        grooming_context_veto=0.0,
-        reported_speech=False,
-    ),
+    "v3": ScoringConfig.v3(),
 }
 
 

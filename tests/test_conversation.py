@@ -218,12 +218,7 @@ def test_age_gap_escalates() -> None:
         {"id": "m3", "sender": "a", "text": "im 27. dont tell your mom we talk"},
         {"id": "m4", "sender": "a", "text": "send me a selfie"},
     ]
-    v3 = ScoringConfig(
-        conversation_model=False,
-        lexicon_veto=0.1,
-        lexicon_veto_by_tactic={"age": 0.02, "secrecy": 0.05, "photo_request": 0.05},
-    )
-    rules = ConversationScorer(config=v3).add_many(msgs)
+    rules = ConversationScorer(config=ScoringConfig.v3()).add_many(msgs)
     assert rules.age_gap and rules.flagged and rules.score >= 0.9  # v3's escalation rule
     a = score_conversation(msgs)
     assert a.flagged and {"age", "secrecy", "photo_request"} <= set(a.tactics)

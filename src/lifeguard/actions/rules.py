@@ -221,6 +221,8 @@ def rule_info(r: ActionRule, bank_name: str) -> RuleInfo:
 
 
 def _readable_secret(stored: str) -> str:
+    if not is_sealed(stored):
+        return stored  # no key lookup for clear secrets
     try:
         return open_secret(stored, SecretBox.from_env())
     except SecretKeyError:

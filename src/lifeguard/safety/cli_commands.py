@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from lifeguard.errors import LifeguardError
 from lifeguard.safety.conversation import ConversationScorer, InvalidConversation, ScoringConfig
-from lifeguard.safety.evaluate import format_report, report
+from lifeguard.safety.evaluate import format_report, report, run
 from lifeguard.safety.events import InvalidEvent, parse_event
 from lifeguard.safety.lists import SafetyLists
 from lifeguard.safety.rules import (
@@ -242,7 +241,7 @@ def scan_cmd(text: Annotated[str, typer.Argument(help="Message text ('-': stdin)
 _HEADS = {
     "full": ScoringConfig(),
     "lite": ScoringConfig(embedding="off"),
-    "rules": ScoringConfig(conversation_model=False),
+    "rules": ScoringConfig.v3(),
 }
 
 
@@ -255,7 +254,7 @@ def conversation_cmd(
         ),
     ],
     head: Annotated[
-        str, typer.Option(help="full (embedding when installed), lite, or rules (v3).")
+        str, typer.Option(help="full (embedding when installed), lite, or rules (v3 as shipped).")
     ] = "full",
     show_report: Annotated[
         bool, typer.Option("--report", help="Print recall / false flags (needs labels).")
@@ -279,24 +278,15 @@ def conversation_cmd(
             conv = json.loads(line)
             if not isinstance(conv, dict) or not isinstance(conv.get("messages"), list):
                 raise InvalidConversation("expected an object with a 'messages' list")
-            t0 = time.perf_counter()
-            scorer = ConversationScorer(conv.get("participants", []), config=cfg)
-            done = scorer.add_each(conv["messages"])
-            seconds = time.perf_counter() - t0
+            (row,) = run(
+                [conv], lambda c: ConversationScorer(c.get("participants", []), config=cfg)
+            )
         except (ValueError, LifeguardError) as e:
             bad += 1
             typer.echo(f"line {n}: {e}", err=True)
             continue
-        a = done[-1] if done else scorer.assessment()
-        _out({"id": conv.get("id", f"line {n}"), "line": n, **a.to_json()})
-        if show_report:
-            flag_idx = next((i for i, x in enumerate(done) if x.flagged), None)
-            sext_idx = next((i for i, x in enumerate(done) if x.sextortion), None)
-            per = [x.message_tactics for x in done]
-            rows.append(
-                {"conv": conv, "final": a, "per_msg": per, "flag_idx": flag_idx,
-                 "sext_idx": sext_idx, "seconds": seconds}
-            )  # fmt: skip
+        _out({"id": conv.get("id", f"line {n}"), "line": n, **row["final"].to_json()})
+        rows.append(row)
     if show_report:
         labelled = [r for r in rows if "flag" in r["conv"] and "kind" in r["conv"]]
         if labelled:

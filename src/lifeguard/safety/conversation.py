@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -253,6 +253,24 @@ class ScoringConfig:
     # "auto": use the all-MiniLM-L6-v2 embedding (the model's "full" head) when it is installed;
     # "off": never (the "lite" head, no embedding, ~20x cheaper per message).
     embedding: str = "auto"
+
+    @classmethod
+    def v3(cls) -> ScoringConfig:
+        """v3 as it shipped: the hand-set rule score decides, v3's lexicon vetoes, no reported
+        speech (for comparisons and for platforms that want the rules only)."""
+        return cls(
+            conversation_model=False,
+            lexicon_veto=0.1,
+            lexicon_veto_by_tactic={
+                "threat_share": 0.0,
+                "age": 0.02,
+                "secrecy": 0.05,
+                "photo_request": 0.05,
+                "meeting": 0.05,
+            },
+            grooming_context_veto=0.0,
+            reported_speech=False,
+        )
 
 
 @dataclass(frozen=True)
@@ -498,7 +516,8 @@ class ConversationScorer:
             self.flagged_at = msg.id
         if a.sextortion and self.sextortion_at is None:
             self.sextortion_at = msg.id
-        self._last = a = self._assess(msg.id, found)
+        # the conversation model ran once; only flagged_at may have just been set
+        self._last = a = replace(a, flagged_at=self.flagged_at)
         return a
 
     def add_many(self, messages: Iterable[Message | Mapping[str, Any]]) -> Assessment:
